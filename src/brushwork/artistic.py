@@ -1,0 +1,229 @@
+"""Artistic style transfer (Gatys, Ecker & Bethge): the main job of brushwork.
+
+``stylize`` reads the images, builds per scale a loss of content features, blended style
+Gram matrices and total variation, and hands it to ``optimise.run``. Everything the CLI
+can do goes through here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from PIL import Image
+
+from brushwork import colour, io
+from brushwork.errors import BrushworkError
+from brushwork.losses import content_loss, gram, style_loss, tv_loss
+from brushwork.optimise import Callback, Checkpoint, Scale, pyramid, resize, run
+from brushwork.runtime import autocast, pick_device, resolve_precision
+from brushwork.vgg import Features, check_layers
+
+ImageLike = str | os.PathLike | Image.Image | torch.Tensor
+DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+INITS = ("content", "noise", "style")
+
+
+@dataclass
+class StyleOptions:
+    """Every setting of an artistic run; the defaults are the recommended ones.
+
+    Weights are relative: each loss term is already normalised to be of order one (see
+    ``losses``), so ``style_weight`` / ``content_weight`` is the balance whatever the size.
+    """
+
+    size: int = 512
+    content_layers: tuple[str, ...] = ("relu4_2",)
+    content_layer_weights: tuple[float, ...] | None = None
+    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    tv_weight: float = 1.0
+    style_blend: tuple[float, ...] | None = None
+    style_scale: float = 1.0
+    init: str = "content"
+    seed: int = 0
+    optimizer: str = "lbfgs"
+    lr: float | None = None
+    iterations: int | tuple[int, ...] = 300
+    scales: int = 3
+    pooling: str = "max"
+    preserve_colour: str = "none"
+    device: str = "auto"
+    precision: str = "auto"
+    weights: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def check(self) -> StyleOptions:
+        """Validate everything before any heavy work, with one-line messages."""
+        io.check_size(self.size)
+        check_layers(self.content_layers)
+        check_layers(self.style_layers)
+        for name, layers, lw in (("content", self.content_layers, self.content_layer_weights),
+                                 ("style", self.style_layers, self.style_layer_weights)):
+            if lw is not None and len(lw) != len(layers):
+                raise BrushworkError(f"{len(lw)} {name} layer weights for {len(layers)} "
+                                     f"{name} layers; give one weight per layer")
+        for name in ("content_weight", "style_weight", "tv_weight", "style_scale"):
+            if getattr(self, name) < 0:
+                raise BrushworkError(f"{name.replace('_', '-')} must not be negative")
+        if self.style_scale == 0:
+            raise BrushworkError("style-scale must be above 0, e.g. 0.5 or 1")
+        if self.scales < 1:
+            raise BrushworkError("scales must be at least 1")
+        counts = [self.iterations] if isinstance(self.iterations, int) else self.iterations
+        if any(n < 1 for n in counts):
+            raise BrushworkError("iterations must be at least 1")
+        if self.preserve_colour not in colour.COLOUR_MODES:
+            raise BrushworkError(f"preserve-colour {self.preserve_colour!r}: use one of "
+                                 f"{', '.join(colour.COLOUR_MODES)}")
+        if self.init not in INITS and not os.path.isfile(self.init):
+            raise BrushworkError(f"init {self.init!r}: use content, noise, style or an "
+                                 "existing image file")
+        return self
+
+    def settings(self) -> dict:
+        """The options as plain data, for metadata and checkpoints."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _layer_weights(layers: Sequence[str], given: Sequence[float] | None) -> dict[str, float]:
+    """Per-layer weights, equal and summing to one unless given."""
+    weights = list(given) if given is not None else [1.0] * len(layers)
+    total = sum(weights) or 1.0
+    return {name: w / total for name, w in zip(layers, weights, strict=True)}
+
+
+def blend_weights(count: int, blend: Sequence[float] | None) -> list[float]:
+    """Normalised blend weights for ``count`` style images."""
+    if blend is None:
+        return [1.0 / count] * count
+    if len(blend) != count:
+        raise BrushworkError(f"{len(blend)} blend weights for {count} style images; "
+                             "give one per style")
+    if any(b < 0 for b in blend) or sum(blend) <= 0:
+        raise BrushworkError("style blend weights must be non-negative and not all zero")
+    return [b / sum(blend) for b in blend]
+
+
+class ArtisticLoss(torch.nn.Module):
+    """content + style + tv for one scale, with its targets computed once at construction."""
+
+    def __init__(self, net: Features, options: StyleOptions, content: torch.Tensor,
+                 styles: Sequence[torch.Tensor], blend: Sequence[float],
+                 dtype: torch.dtype) -> None:
+        super().__init__()
+        self.net, self.options, self.dtype = net, options, dtype
+        self.content_w = _layer_weights(options.content_layers, options.content_layer_weights)
+        self.style_w = _layer_weights(options.style_layers, options.style_layer_weights)
+        device = content.device
+        with torch.no_grad(), autocast(device, dtype):
+            feats = net(content)
+            self.content_targets = {n: feats[n].float() for n in options.content_layers}
+            self.style_targets: dict[str, torch.Tensor] = {}
+            for style, weight in zip(styles, blend, strict=True):
+                sf = net(style)
+                for n in options.style_layers:
+                    g = gram(sf[n]) * weight
+                    self.style_targets[n] = self.style_targets.get(n, 0) + g
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        o = self.options
+        with autocast(image.device, self.dtype):
+            feats = self.net(image)
+        c = sum(w * content_loss(feats[n], self.content_targets[n])
+                for n, w in self.content_w.items())
+        s = sum(w * style_loss(gram(feats[n]), self.style_targets[n])
+                for n, w in self.style_w.items())
+        t = tv_loss(image)
+        total = o.content_weight * c + o.style_weight * s + o.tv_weight * t
+        return {"content": c, "style": s, "tv": t, "total": total}
+
+
+def _styles_at(styles: Sequence[torch.Tensor], scale: Scale, factor: float) -> list[torch.Tensor]:
+    """Resize each style so its area is ``factor``^2 times the output's at this scale."""
+    area = scale.height * scale.width * factor ** 2
+    out = []
+    for s in styles:
+        h, w = s.shape[-2:]
+        k = (area / (h * w)) ** 0.5
+        out.append(resize(s, max(16, round(h * k)), max(16, round(w * k))))
+    return out
+
+
+def initial_image(options: StyleOptions, content: torch.Tensor,
+                  styles: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The starting image at full size (the pyramid resizes it down for the first scale)."""
+    h, w = content.shape[-2:]
+    if options.init == "content":
+        return content.clone()
+    if options.init == "noise":
+        gen = torch.Generator().manual_seed(options.seed)
+        return torch.rand(content.shape, generator=gen).to(content.device)
+    if options.init == "style":
+        source = styles[0]
+    else:
+        source = io.load_image(options.init).to(content.device)
+    return resize(source, h, w)
+
+
+def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
+                   options: StyleOptions, callbacks: Sequence[Callback] = (),
+                   resume: Checkpoint | None = None, progress: bool = True) -> torch.Tensor:
+    """The whole artistic procedure on tensors already at the output size; returns a tensor."""
+    options.check()
+    if not styles:
+        raise BrushworkError("give at least one style image")
+    device = pick_device(options.device)
+    dtype = resolve_precision(options.precision, device)
+    torch.manual_seed(options.seed)
+    blend = blend_weights(len(styles), options.style_blend)
+    content = content.to(device)
+    styles = [s.to(device) for s in styles]
+    if options.preserve_colour == "histogram":
+        styles = [colour.match_histogram(s, content) for s in styles]
+    elif options.preserve_colour == "luminance":
+        styles = [colour.match_luminance(s, content) for s in styles]
+    target_content = colour.luminance(content) if options.preserve_colour == "luminance" \
+        else content
+    net = Features(tuple(options.content_layers) + tuple(options.style_layers),
+                   options.pooling, _state(options)).to(device)
+    if device.type == "cpu" or dtype != torch.float32:
+        net = net.to(memory_format=torch.channels_last)
+    h, w = content.shape[-2:]
+    scales = pyramid(h, w, options.scales, options.iterations)
+
+    def loss_for(scale: Scale) -> Callable:
+        return ArtisticLoss(net, options, resize(target_content, scale.height, scale.width),
+                            _styles_at(styles, scale, options.style_scale), blend, dtype)
+
+    init = initial_image(options, target_content, styles).to(device)
+    out = run(scales, init, loss_for, options.optimizer, options.lr, callbacks,
+              resume=resume, settings=options.settings(), progress=progress)
+    if options.preserve_colour == "luminance":
+        out = colour.restore_chrominance(out, content)
+    return out
+
+
+def _state(options: StyleOptions) -> dict[str, torch.Tensor]:
+    from brushwork import weights
+
+    return weights.load(options.weights)
+
+
+def stylize(content: ImageLike, styles: ImageLike | Sequence[ImageLike],
+            callback: Callback | None = None, **options) -> Image.Image:
+    """Stylise ``content`` with one or more ``styles``; keyword options as in ``StyleOptions``.
+
+    >>> img = stylize("photo.jpg", ["starry_night.jpg"], size=384, iterations=200)
+    """
+    opts = StyleOptions(**options).check()
+    if isinstance(styles, (str, os.PathLike, Image.Image, torch.Tensor)):
+        styles = [styles]
+    content_t = io.as_tensor(content, opts.size)
+    style_t = [io.as_tensor(s) for s in styles]
+    out = stylize_tensor(content_t, style_t, opts, [callback] if callback else [])
+    return io.tensor_to_pil(out)

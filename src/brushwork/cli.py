@@ -1,0 +1,117 @@
+"""The `brushwork` command: argument parsing only; every command calls into the modules.
+
+Errors the user can fix arrive as ``BrushworkError`` and are printed as one line
+(``brushwork: ...``) with exit status 2; Ctrl-C during a run saves the image so far and a
+checkpoint, and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from brushwork.errors import BrushworkError
+
+EXAMPLES = Path(__file__).parent / "examples"
+Handler = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
+
+
+def command(name: str, help_text: str, configure: Callable[[argparse.ArgumentParser], None]):
+    """Register a subcommand: its parser setup and the function that runs it."""
+    def register(fn: Handler) -> Handler:
+        COMMANDS[name] = (help_text, configure, fn)
+        return fn
+    return register
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v for v in text.replace(",", " ").split() if v)
+
+
+def _iterations(text: str) -> int | tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number, or one per scale") from None
+    return values[0] if len(values) == 1 else values
+
+
+def add_optimisation_args(p: argparse.ArgumentParser, defaults) -> None:
+    """Flags shared by every pixel-optimising command (stylize, photo, reconstruct)."""
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--size", type=int, default=defaults.size,
+                   help="longest side of the output in pixels [%(default)s]")
+    g.add_argument("--iterations", "--num-iterations", type=_iterations,
+                   default=defaults.iterations,
+                   help="total steps, split over the scales, or one count per scale "
+                        "(coarse first, comma-separated) [%(default)s]")
+    g.add_argument("--scales", type=int, default=defaults.scales,
+                   help="levels of the coarse-to-fine pyramid, sqrt(2) apart [%(default)s]")
+    g.add_argument("--optimizer", choices=("lbfgs", "adam"), default=defaults.optimizer)
+    g.add_argument("--lr", type=float, default=None,
+                   help="step size (L-BFGS 1.0, Adam 0.02 unless given)")
+    g.add_argument("--init", default=defaults.init,
+                   help="content, noise, style, or an image file [%(default)s]")
+    g.add_argument("--seed", type=int, default=defaults.seed)
+    g.add_argument("--pooling", choices=("max", "avg"), default=defaults.pooling)
+    g.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N")
+    g.add_argument("--precision", default=defaults.precision,
+                   choices=("auto", "float32", "bfloat16", "float16"),
+                   help="network precision; auto uses bf16/fp16 only where the hardware "
+                        "has it [%(default)s]")
+    g.add_argument("--weights", default=None, help="VGG-19 weights file (.h5, .mat or .pt)")
+    g.add_argument("--save-every", type=int, default=0, metavar="N",
+                   help="write the image every N steps next to the output")
+    g.add_argument("--checkpoint-every", type=int, default=25, metavar="N",
+                   help="write OUTPUT.ckpt every N steps for --resume [%(default)s]")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from OUTPUT.ckpt left by an interrupted run")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `brushwork` script."""
+    import brushwork.commands  # noqa: F401  (registers the subcommands)
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("--") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["stylize", *argv]  # neural_style.py spelling: brushwork --content ... --styles
+    parser = argparse.ArgumentParser(prog="brushwork", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, configure, _) in COMMANDS.items():
+        configure(sub.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    warnings.filterwarnings("default")
+    warnings.formatwarning = lambda msg, *a, **k: f"brushwork: warning: {msg}\n"
+    try:
+        return COMMANDS[args.command][2](args)
+    except BrushworkError as exc:
+        print(f"brushwork: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("brushwork: interrupted", file=sys.stderr)
+        return 130
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("brushwork")
+    except PackageNotFoundError:
+        return "unknown"

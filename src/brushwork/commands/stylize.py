@@ -1,0 +1,138 @@
+"""`brushwork stylize` (artistic transfer) and `brushwork demo` (the same on bundled images)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from brushwork import io
+from brushwork.artistic import StyleOptions, stylize_tensor
+from brushwork.cli import EXAMPLES, _floats, _names, add_optimisation_args, command
+from brushwork.colour import COLOUR_MODES
+from brushwork.errors import BrushworkError
+from brushwork.optimise import Callback, Checkpoint, Interrupted, Snapshots
+
+DEFAULTS = StyleOptions()
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("content", nargs="?", help="content photo")
+    p.add_argument("styles", nargs="*", help="one or more style images")
+    p.add_argument("-o", "--output", help="output image (.png keeps the settings)")
+    p.add_argument("--content", dest="content_flag", help="content photo (older spelling)")
+    p.add_argument("--styles", "--style", dest="styles_flag", nargs="+",
+                   help="style images (older spelling)")
+    _configure_losses(p)
+
+
+def _configure_losses(p: argparse.ArgumentParser) -> None:
+    w = p.add_argument_group("losses")
+    w.add_argument("--content-weight", type=float, default=DEFAULTS.content_weight)
+    w.add_argument("--style-weight", type=float, default=DEFAULTS.style_weight)
+    w.add_argument("--tv-weight", type=float, default=DEFAULTS.tv_weight)
+    w.add_argument("--content-layers", type=_names, default=DEFAULTS.content_layers,
+                   help="comma-separated [relu4_2]")
+    w.add_argument("--content-layer-weights", type=_floats, default=None)
+    w.add_argument("--style-layers", type=_names, default=DEFAULTS.style_layers,
+                   help="comma-separated [relu1_1,...,relu5_1]")
+    w.add_argument("--style-layer-weights", type=_floats, default=None)
+    w.add_argument("--style-blend-weights", "--style-blend", type=_floats, default=None,
+                   help="one weight per style image [equal]")
+    w.add_argument("--style-scale", type=float, default=DEFAULTS.style_scale,
+                   help="style image scale relative to the output [%(default)s]")
+    w.add_argument("--preserve-colour", "--preserve-color", choices=COLOUR_MODES,
+                   default=DEFAULTS.preserve_colour,
+                   help="keep the content's colours: luminance-only transfer or "
+                        "histogram matching of the style [%(default)s]")
+    add_optimisation_args(p, DEFAULTS)
+
+
+def options_from(args: argparse.Namespace) -> StyleOptions:
+    """StyleOptions from parsed flags (the fields have the flags' names)."""
+    fields = StyleOptions.__dataclass_fields__
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    values["style_blend"] = args.style_blend_weights
+    return StyleOptions(**values).check()
+
+
+def run_with_snapshots(args: argparse.Namespace, output: Path, settings: dict,
+                       work: Callable[[Sequence[Callback], Checkpoint | None], torch.Tensor],
+                       extra_callbacks: Sequence[Callback] = ()) -> int:
+    """Run an optimisation with checkpoints and Ctrl-C handling, then save the output.
+
+    Shared by every command that optimises pixels, so each gets --resume, --save-every
+    and the keep-what-you-have behaviour on interruption.
+    """
+    io.output_format(output)  # fail on a bad output name before any work
+    ckpt_path = Snapshots.checkpoint_path(output)
+    resume = None
+    if args.resume:
+        resume = Checkpoint.load(ckpt_path)
+        if resume.settings != settings:
+            warnings.warn("resuming with settings that differ from the checkpoint's", stacklevel=1)
+    callbacks: list[Callback] = [Snapshots(output, settings, args.save_every,
+                                           args.checkpoint_every), *extra_callbacks]
+    try:
+        image = work(callbacks, resume)
+    except Interrupted as stop:
+        io.save_image(stop.image, output, settings)
+        stop.checkpoint.save(ckpt_path)
+        print(f"brushwork: interrupted; image so far saved to {output}; continue with the same "
+              "command and --resume", file=sys.stderr)
+        return 130
+    io.save_image(image, output, settings)
+    ckpt_path.unlink(missing_ok=True)
+    print(f"wrote {output}")
+    return 0
+
+
+def _run_stylize(args: argparse.Namespace, content: str, styles: list[str], output: str) -> int:
+    options = options_from(args)
+    content_t = io.load_image(content, options.size)
+    style_t = [io.load_image(s) for s in styles]
+    settings = {**options.settings(), "content": str(content), "styles": [str(s) for s in styles]}
+    return run_with_snapshots(
+        args, Path(output), settings,
+        lambda callbacks, resume: stylize_tensor(content_t, style_t, options, callbacks, resume,
+                                                 progress=not args.quiet))
+
+
+@command("stylize", "artistic style transfer: CONTENT STYLE [STYLE ...] -o OUT", _configure)
+def stylize(args: argparse.Namespace) -> int:
+    content = args.content_flag or args.content
+    styles = (args.styles_flag or []) + list(args.styles)
+    if args.content_flag and args.content:
+        styles = [args.content, *styles]  # with --content, positionals are styles
+    if not content or not styles:
+        raise BrushworkError("give a content image and at least one style image, e.g. "
+                             "brushwork stylize photo.jpg painting.jpg -o out.png")
+    if not args.output:
+        raise BrushworkError("give an output file with -o OUT.png")
+    return _run_stylize(args, content, styles, args.output)
+
+
+def _configure_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", default="brushwork-demo.png",
+                   help="where to write the result [%(default)s]")
+    p.add_argument("--style", default="starry_night",
+                   help="bundled style: " + ", ".join(sorted(
+                       f.stem for f in EXAMPLES.glob("*.jpg") if f.stem not in
+                       ("tubingen", "chelsea"))) + " [%(default)s]")
+    _configure_losses(p)
+    p.set_defaults(size=384)
+
+
+@command("demo", "stylise the bundled Tübingen photo with a bundled painting", _configure_demo)
+def demo(args: argparse.Namespace) -> int:
+    style = EXAMPLES / f"{args.style}.jpg"
+    if not style.is_file():
+        raise BrushworkError(f"no bundled style {args.style!r}; see `brushwork demo -h`")
+    content = EXAMPLES / "tubingen.jpg"
+    print(f"brushwork demo: {content.name} in the style of {style.stem}, {args.size} px",
+          file=sys.stderr)
+    return _run_stylize(args, str(content), [str(style)], args.output)

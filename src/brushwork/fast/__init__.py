@@ -1,0 +1,1 @@
+"""Fast feed-forward style transfer (Johnson et al.): one network per style, one pass per image."""

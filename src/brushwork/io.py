@@ -1,0 +1,177 @@
+"""Images in and out: any file Pillow reads becomes an RGB float tensor, outputs land atomically.
+
+Everything inside brushwork works on tensors of shape (1, 3, H, W), RGB, values in 0..1.
+Conversion happens only here, at the edges, so that odd files (palette, CMYK, 16-bit,
+alpha, EXIF-rotated) are dealt with once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from brushwork.errors import BrushworkError
+
+# Pillow refuses to open images above ~179 Mpx by default; we keep a limit of our own so
+# that a decompression bomb gets a clear message instead of a MemoryError later.
+MAX_PIXELS = 16384 * 16384
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# The largest longest side brushwork will produce: beyond this even tiled synthesis
+# would take days, so it is almost certainly a typo.
+MAX_SIZE = 16384
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
+                ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file as an upright 8-bit RGB Pillow image, or raise a one-line error."""
+    path = Path(path)
+    if not path.exists():
+        raise BrushworkError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise BrushworkError(f"{path}: is a folder; give an image file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return to_rgb(img)
+    except UnidentifiedImageError:
+        raise BrushworkError(
+            f"{path}: not an image Pillow can read; give a PNG, JPEG, WebP, TIFF or BMP file"
+        ) from None
+    except Image.DecompressionBombError:
+        raise BrushworkError(
+            f"{path}: image is larger than {MAX_PIXELS} pixels; downscale it first"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BrushworkError(f"{path}: cannot decode image ({exc}); the file may be "
+                             "truncated or corrupt, re-export it") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB: alpha is composited on white, 16-bit scaled to 8-bit."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 255.0 if arr.max() <= 1.0 else 1.0
+        img = Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def check_size(size: int, what: str = "--size") -> int:
+    """Reject sizes that cannot be meant, with the valid range in the message."""
+    if size < 16:
+        raise BrushworkError(f"{what} {size} is too small; use at least 16 pixels")
+    if size > MAX_SIZE:
+        raise BrushworkError(f"{what} {size} is larger than {MAX_SIZE}; use a smaller size")
+    return size
+
+
+def resize_to(img: Image.Image, size: int | None) -> Image.Image:
+    """Resize so that the longest side is ``size`` pixels (None keeps the image as it is)."""
+    if size is None:
+        return img
+    check_size(size)
+    w, h = img.size
+    scale = size / max(w, h)
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return img if new == img.size else img.resize(new, Image.Resampling.LANCZOS)
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB Pillow image -> (1, 3, H, W) float32 tensor in 0..1."""
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """(1, 3, H, W) or (3, H, W) tensor in 0..1 -> RGB Pillow image (values clipped)."""
+    if t.dim() == 4:
+        t = t[0]
+    arr = t.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr, "RGB")
+
+
+def load_image(path: str | os.PathLike, size: int | None = None) -> torch.Tensor:
+    """Load an image file as a (1, 3, H, W) tensor, longest side resized to ``size``."""
+    return pil_to_tensor(resize_to(open_image(path), size))
+
+
+def as_tensor(image: str | os.PathLike | Image.Image | torch.Tensor,
+              size: int | None = None) -> torch.Tensor:
+    """Accept a path, a Pillow image or a tensor, so the Python API takes whatever is at hand."""
+    if isinstance(image, torch.Tensor):
+        t = image if image.dim() == 4 else image.unsqueeze(0)
+        if size is not None:
+            return pil_to_tensor(resize_to(tensor_to_pil(t), size))
+        return t.float()
+    if isinstance(image, Image.Image):
+        return pil_to_tensor(resize_to(to_rgb(ImageOps.exif_transpose(image)), size))
+    return load_image(image, size)
+
+
+def atomic_write(path: str | os.PathLike, write, suffix: str | None = None) -> Path:
+    """Call ``write(tmp_path)`` then rename into place, so a crash never leaves half a file."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                               suffix=suffix or path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """The Pillow format for an output path, or a one-line error naming the choices."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SAVE_FORMATS:
+        choices = ", ".join(sorted(SAVE_FORMATS))
+        raise BrushworkError(f"{path}: unknown output type {suffix or '(none)'!r}; "
+                             f"use one of {choices}")
+    return SAVE_FORMATS[suffix]
+
+
+def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike,
+               metadata: dict | None = None) -> Path:
+    """Save atomically; ``metadata`` goes into a PNG text chunk ``brushwork`` as JSON."""
+    fmt = output_format(path)
+    img = tensor_to_pil(image) if isinstance(image, torch.Tensor) else image.convert("RGB")
+    kwargs: dict = {}
+    if fmt == "PNG" and metadata:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("brushwork", json.dumps(metadata, sort_keys=True, default=str))
+        kwargs["pnginfo"] = info
+    elif fmt == "JPEG":
+        kwargs["quality"] = 95
+    elif metadata and fmt != "PNG":
+        warnings.warn(f"{path}: settings are recorded only in PNG files", stacklevel=2)
+    return atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **kwargs))
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The settings a brushwork PNG was made with (empty if there are none)."""
+    with Image.open(path) as img:
+        text = getattr(img, "text", {}).get("brushwork")
+    return json.loads(text) if text else {}

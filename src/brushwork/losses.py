@@ -1,0 +1,48 @@
+"""The loss terms of optimisation-based and feed-forward transfer, each one formula.
+
+Normalisation (why the same weights work at 256 px and at 1024 px): every term is a mean,
+never a sum over pixels. The Gram matrix is divided by the number of positions H*W, so it
+is the average outer product of feature vectors and does not grow with the image; the
+style term is the mean squared Gram difference divided by the mean squared target Gram
+(a relative error, so layers of very different magnitude count alike); the content term
+is the mean squared feature difference divided by the mean squared target feature; total
+variation is the mean squared difference of neighbouring pixels. Papers use sums, whose
+balance shifts with resolution; this choice differs on purpose.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def gram(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Gram matrix F F^T / positions of (N, C, H, W) features, in float32.
+
+    With a ``mask`` (N, 1, H, W) of weights in 0..1, positions are weighted by the mask and
+    the division is by the mask's sum, so a region's Gram is the average over that region.
+    """
+    n, c, h, w = features.shape
+    flat = features.float().reshape(n, c, h * w)
+    if mask is None:
+        return flat @ flat.transpose(1, 2) / (h * w)
+    m = mask.float().reshape(n, 1, h * w)
+    return (flat * m) @ flat.transpose(1, 2) / m.sum(dim=2, keepdim=True).clamp_min(1.0)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared feature difference, relative to the target's mean square."""
+    target = target.float()
+    return F.mse_loss(features.float(), target) / target.pow(2).mean().clamp_min(1e-8)
+
+
+def style_loss(gram_image: torch.Tensor, gram_target: torch.Tensor) -> torch.Tensor:
+    """Mean squared Gram difference, relative to the target Gram's mean square."""
+    return F.mse_loss(gram_image, gram_target) / gram_target.pow(2).mean().clamp_min(1e-8)
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between neighbouring pixels (isotropic smoothness prior)."""
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    return dx.float().pow(2).mean() + dy.float().pow(2).mean()

@@ -1,0 +1,233 @@
+"""The pixel optimisation loop shared by artistic, photorealistic and reconstruction runs.
+
+A run is a schedule of scales, coarse to fine: each scale starts from the previous result
+upsampled, builds its loss once (targets are computed per scale, not per step), and takes
+a number of L-BFGS or Adam steps. Most iterations happen at low resolution, where a step
+costs a fraction of a full-size one, so the fine scales only refine detail.
+
+Each step reports a ``Step`` to callbacks (progress bar, recording, checkpoints). Ctrl-C
+raises ``Interrupted`` carrying the best image so far and a checkpoint to resume from.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from brushwork.errors import BrushworkError
+from brushwork.io import atomic_write
+
+OPTIMIZERS = ("lbfgs", "adam")
+LossFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+@dataclass
+class Scale:
+    """One level of the pyramid: output height and width, and the steps taken there."""
+
+    height: int
+    width: int
+    iterations: int
+
+
+@dataclass
+class Step:
+    """What a callback learns after each optimiser step."""
+
+    scale: int
+    scales: int
+    iteration: int          # within this scale, 1-based
+    done: int               # over the whole schedule
+    total: int
+    losses: dict[str, float]
+    image: torch.Tensor
+
+
+Callback = Callable[[Step], None]
+
+
+@dataclass
+class Checkpoint:
+    """Enough to resume a run: the image, where in the schedule it was, and the settings."""
+
+    image: torch.Tensor
+    scale: int
+    iteration: int
+    settings: dict = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        payload = {"kind": "brushwork-checkpoint", "image": self.image.detach().cpu(),
+                   "scale": self.scale, "iteration": self.iteration, "settings": self.settings}
+        return atomic_write(path, lambda p: torch.save(payload, p))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Checkpoint:
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise BrushworkError(f"{path}: no checkpoint there; run without --resume") from None
+        except Exception as exc:  # a damaged pickle can raise almost anything
+            raise BrushworkError(f"{path}: not a readable checkpoint ({type(exc).__name__}); "
+                                 "delete it and start again") from None
+        if not isinstance(payload, dict) or payload.get("kind") != "brushwork-checkpoint":
+            raise BrushworkError(f"{path}: not a brushwork checkpoint")
+        return cls(payload["image"], payload["scale"], payload["iteration"], payload["settings"])
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run: carries the best image so far and a checkpoint to resume."""
+
+    def __init__(self, image: torch.Tensor, checkpoint: Checkpoint) -> None:
+        super().__init__("interrupted")
+        self.image = image
+        self.checkpoint = checkpoint
+
+
+def pyramid(height: int, width: int, scales: int, iterations: Sequence[int] | int,
+            min_side: int = 64) -> list[Scale]:
+    """Sizes halving in area per level (factor sqrt 2 per side) down from the output size.
+
+    ``iterations`` is one count per level (coarse first) or a total to split so that
+    coarse levels, which are cheap, get more steps.
+    """
+    longest = max(height, width)
+    levels = []
+    for k in range(scales - 1, -1, -1):
+        side = longest / math.sqrt(2) ** k
+        if side < min_side and k > 0:
+            continue
+        f = side / longest
+        levels.append((max(1, round(height * f)), max(1, round(width * f))))
+    if isinstance(iterations, int):
+        # Cost per step grows with area, so give level i a share proportional to 1/area^0.5.
+        shares = [1.0 / math.sqrt(h * w) for h, w in levels]
+        counts = [max(1, round(iterations * s / sum(shares))) for s in shares]
+    else:
+        counts = list(iterations)[-len(levels):]
+        if len(counts) != len(levels):
+            raise BrushworkError(f"{len(iterations)} iteration counts for {len(levels)} scales")
+    return [Scale(h, w, n) for (h, w), n in zip(levels, counts, strict=True)]
+
+
+def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bicubic resize that leaves a same-size image alone and keeps values in 0..1."""
+    if image.shape[-2:] == (height, width):
+        return image
+    return F.interpolate(image, size=(height, width), mode="bicubic",
+                         align_corners=False, antialias=True).clamp(0, 1)
+
+
+def make_optimizer(name: str, params: list[torch.Tensor], lr: float | None,
+                   pixels: int) -> torch.optim.Optimizer:
+    """L-BFGS with one evaluation per step (history shortened for huge images), or Adam."""
+    if name == "lbfgs":
+        # Each history pair costs two image-sized vectors: cap the total near 1.5 GB.
+        history = int(max(5, min(50, 1.5e9 / (8 * 3 * pixels))))
+        return torch.optim.LBFGS(params, lr=lr or 1.0, max_iter=1, history_size=history,
+                                 tolerance_grad=0.0, tolerance_change=0.0)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr or 0.02)
+    raise BrushworkError(f"optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
+
+
+def optimise_scale(image: torch.Tensor, loss_fn: LossFn, iterations: int, optimizer: str,
+                   lr: float | None, on_step: Callable[[int, dict[str, float], torch.Tensor], None],
+                   start: int = 0) -> torch.Tensor:
+    """Minimise ``loss_fn(image)['total']`` over the pixels, from step ``start + 1``."""
+    x = image.detach().clone().requires_grad_(True)
+    opt = make_optimizer(optimizer, [x], lr, x.numel() // 3)
+    last: dict[str, torch.Tensor] = {}
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        terms = loss_fn(x)
+        terms["total"].backward()
+        last.clear()
+        last.update(terms)
+        return terms["total"]
+
+    for it in range(start + 1, iterations + 1):
+        opt.step(closure)
+        with torch.no_grad():
+            x.clamp_(0, 1)
+        losses = {k: float(v.detach()) for k, v in last.items()}
+        if not math.isfinite(losses["total"]):
+            raise BrushworkError("the loss became NaN or infinite; lower the weights or the "
+                                 "learning rate, or use --precision float32")
+        on_step(it, losses, x.detach())
+    return x.detach()
+
+
+def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], LossFn],
+        optimizer: str = "lbfgs", lr: float | None = None,
+        callbacks: Sequence[Callback] = (), resume: Checkpoint | None = None,
+        settings: dict | None = None, progress: bool = True) -> torch.Tensor:
+    """Run the schedule from ``init`` (or a checkpoint) and return the final image."""
+    total = sum(s.iterations for s in scales)
+    first_scale, first_iter = (resume.scale, resume.iteration) if resume else (0, 0)
+    image = resume.image if resume else init
+    done = sum(s.iterations for s in scales[:first_scale]) + first_iter
+    bar = tqdm(total=total, initial=done, unit="it", disable=not progress or None,
+               dynamic_ncols=True, desc="stylising")
+    state = {"scale": first_scale, "iteration": first_iter, "image": image}
+    try:
+        for index in range(first_scale, len(scales)):
+            scale = scales[index]
+            image = resize(image, scale.height, scale.width)
+            state.update(scale=index, iteration=first_iter if index == first_scale else 0,
+                         image=image)
+            loss_fn = loss_for(scale)
+            bar.set_description(f"scale {index + 1}/{len(scales)} {scale.width}x{scale.height}")
+
+            def on_step(it: int, losses: dict[str, float], x: torch.Tensor, index=index) -> None:
+                nonlocal done
+                done += 1
+                state.update(iteration=it, image=x)
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+                step = Step(index, len(scales), it, done, total, losses, x)
+                for cb in callbacks:
+                    cb(step)
+
+            image = optimise_scale(image, loss_fn, scale.iterations, optimizer, lr, on_step,
+                                   start=state["iteration"])
+    except KeyboardInterrupt:
+        bar.close()
+        ckpt = Checkpoint(state["image"].detach().cpu(), state["scale"], state["iteration"],
+                          settings or {})
+        raise Interrupted(state["image"].detach().cpu(), ckpt) from None
+    bar.close()
+    return image.detach()
+
+
+class Snapshots:
+    """Callback that writes the image every ``save_every`` steps and a checkpoint every
+    ``checkpoint_every`` steps, both atomically, so a crash loses at most a few steps."""
+
+    def __init__(self, output: str | os.PathLike, settings: dict, save_every: int = 0,
+                 checkpoint_every: int = 0) -> None:
+        self.output = Path(output)
+        self.settings = settings
+        self.save_every = save_every
+        self.checkpoint_every = checkpoint_every
+
+    @staticmethod
+    def checkpoint_path(output: str | os.PathLike) -> Path:
+        return Path(f"{output}.ckpt")
+
+    def __call__(self, step: Step) -> None:
+        from brushwork.io import save_image
+
+        if self.save_every and step.done % self.save_every == 0:
+            path = self.output.with_name(f"{self.output.stem}_{step.done:05d}{self.output.suffix}")
+            save_image(step.image, path)
+        if self.checkpoint_every and step.done % self.checkpoint_every == 0:
+            Checkpoint(step.image.cpu(), step.scale, step.iteration, self.settings).save(
+                self.checkpoint_path(self.output))

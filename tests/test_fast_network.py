@@ -1,0 +1,84 @@
+"""Tests for brushwork.fast.network: shapes, range, gradients and size of TransformerNet."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from brushwork.errors import BrushworkError
+from brushwork.fast.network import MIN_SIDE, TransformerNet
+
+
+def tiny() -> TransformerNet:
+    """The smallest useful network, so the tests stay fast on two CPU cores."""
+    torch.manual_seed(0)
+    return TransformerNet(channels=8, residual_blocks=1)
+
+
+@pytest.mark.parametrize("size", [(37, 53), (64, 64), (MIN_SIDE, 6), (30, 17)])
+def test_output_has_input_size_even_when_sides_are_not_multiples_of_four(
+    size: tuple[int, int],
+) -> None:
+    x = torch.rand(2, 3, *size)
+    assert tiny()(x).shape == x.shape
+
+
+def test_output_stays_in_unit_range_even_for_out_of_range_input() -> None:
+    net = tiny()
+    with torch.no_grad():
+        # Scale the last layer up so the pre-activation overshoots by far.
+        net.up[-1][1].weight.mul_(100.0)
+        y = net(torch.rand(1, 3, 37, 53) * 4 - 2)
+    assert y.min() >= 0.0 and y.max() <= 1.0
+    assert y.min() < 0.01 and y.max() > 0.99  # the test did push the output to both ends
+
+
+def test_a_loss_on_the_output_reaches_every_parameter() -> None:
+    net = tiny()
+    net(torch.rand(2, 3, 37, 53)).square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_config_rebuilds_the_same_network_from_a_checkpoint() -> None:
+    net = tiny()
+    copy = TransformerNet(**net.config())
+    copy.load_state_dict(net.state_dict())
+    x = torch.rand(1, 3, 21, 19)
+    with torch.no_grad():
+        torch.testing.assert_close(copy(x), net(x))
+
+
+def test_default_network_is_a_few_megabytes() -> None:
+    net = TransformerNet()
+    assert net.config() == {"channels": 32, "residual_blocks": 5}
+    n = sum(p.numel() for p in net.parameters())
+    assert 1_500_000 < n < 2_000_000  # Johnson et al.'s size: 6.7 MB in float32, under 8 MB
+
+
+def test_width_and_depth_change_the_size() -> None:
+    counts = [
+        sum(p.numel() for p in TransformerNet(c, b).parameters())
+        for c, b in [(8, 1), (16, 1), (16, 3)]
+    ]
+    assert counts == sorted(counts) and len(set(counts)) == 3
+
+
+def test_batch_items_are_stylised_independently() -> None:
+    # Instance (not batch) normalisation: an image's result must not depend on its batch.
+    net = tiny()
+    a, b = torch.rand(1, 3, 24, 24), torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(net(torch.cat([a, b]))[:1], net(a))
+
+
+def test_too_small_input_is_a_user_error() -> None:
+    with pytest.raises(BrushworkError, match="4x9"):
+        tiny()(torch.rand(1, 3, 9, 4))
+
+
+def test_invalid_configuration_is_a_user_error() -> None:
+    with pytest.raises(BrushworkError, match="channels"):
+        TransformerNet(channels=0)
