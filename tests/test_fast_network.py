@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from brushwork.errors import BrushworkError
-from brushwork.fast.network import MIN_SIDE, TransformerNet
+from brushwork.fast.network import MIN_SIDE, TransformerNet, instance_norm
 
 
 def tiny() -> TransformerNet:
@@ -72,6 +72,16 @@ def test_batch_items_are_stylised_independently() -> None:
     a, b = torch.rand(1, 3, 24, 24), torch.rand(1, 3, 24, 24)
     with torch.no_grad():
         torch.testing.assert_close(net(torch.cat([a, b]))[:1], net(a))
+
+
+def test_group_norm_stand_in_is_affine_instance_norm() -> None:
+    torch.manual_seed(1)
+    ours, reference = instance_norm(6), torch.nn.InstanceNorm2d(6, affine=True)
+    for p in ours.parameters():
+        torch.nn.init.normal_(p)
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 6, 11, 7) * 3 + 1
+    torch.testing.assert_close(ours(x), reference(x))
 
 
 def test_too_small_input_is_a_user_error() -> None:

@@ -130,14 +130,18 @@ class ArtisticLoss(torch.nn.Module):
                     g = gram(sf[n]) * weight
                     self.style_targets[n] = self.style_targets.get(n, 0) + g
 
+    def style_term(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Layer-weighted Gram losses against the blended targets (photo.PhotoLoss masks them)."""
+        return sum(w * style_loss(gram(feats[n]), self.style_targets[n])
+                   for n, w in self.style_w.items())
+
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         o = self.options
         with autocast(image.device, self.dtype):
             feats = self.net(image)
         c = sum(w * content_loss(feats[n], self.content_targets[n])
                 for n, w in self.content_w.items())
-        s = sum(w * style_loss(gram(feats[n]), self.style_targets[n])
-                for n, w in self.style_w.items())
+        s = self.style_term(feats)
         t = tv_loss(image)
         total = o.content_weight * c + o.style_weight * s + o.tv_weight * t
         return {"content": c, "style": s, "tv": t, "total": total}
@@ -189,10 +193,7 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
         styles = [colour.match_luminance(s, content) for s in styles]
     target_content = colour.luminance(content) if options.preserve_colour == "luminance" \
         else content
-    net = Features(tuple(options.content_layers) + tuple(options.style_layers),
-                   options.pooling, _state(options)).to(device)
-    if device.type == "cpu" or dtype != torch.float32:
-        net = net.to(memory_format=torch.channels_last)
+    net = feature_network(options, device, dtype)
     h, w = content.shape[-2:]
     scales = pyramid(h, w, options.scales, options.iterations)
 
@@ -206,6 +207,16 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
     if options.preserve_colour == "luminance":
         out = colour.restore_chrominance(out, content)
     return out
+
+
+def feature_network(options: StyleOptions, device: torch.device,
+                    dtype: torch.dtype) -> Features:
+    """VGG-19 cut after the deepest content or style layer, laid out for speed on ``device``."""
+    net = Features(tuple(options.content_layers) + tuple(options.style_layers),
+                   options.pooling, _state(options)).to(device)
+    if device.type == "cpu" or dtype != torch.float32:
+        net = net.to(memory_format=torch.channels_last)
+    return net
 
 
 def _state(options: StyleOptions) -> dict[str, torch.Tensor]:

@@ -78,6 +78,12 @@ def add_optimisation_args(p: argparse.ArgumentParser, defaults) -> None:
     g.add_argument("--resume", action="store_true",
                    help="continue from OUTPUT.ckpt left by an interrupted run")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--record", metavar="FILE", help="save the image as it evolves: a .gif, "
+                   "or an .mp4 with imageio-ffmpeg")
+    g.add_argument("--record-frames", type=int, default=60, metavar="N",
+                   help="frames in the recording, spread evenly over the run [%(default)s]")
+    g.add_argument("--plot", metavar="FILE", help="save the loss curves per term as an image "
+                   "(needs matplotlib)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

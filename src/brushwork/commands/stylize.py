@@ -16,6 +16,7 @@ from brushwork.cli import EXAMPLES, _floats, _names, add_optimisation_args, comm
 from brushwork.colour import COLOUR_MODES
 from brushwork.errors import BrushworkError
 from brushwork.optimise import Callback, Checkpoint, Interrupted, Snapshots
+from brushwork.recording import recording_callbacks
 
 DEFAULTS = StyleOptions()
 
@@ -99,7 +100,8 @@ def _run_stylize(args: argparse.Namespace, content: str, styles: list[str], outp
     return run_with_snapshots(
         args, Path(output), settings,
         lambda callbacks, resume: stylize_tensor(content_t, style_t, options, callbacks, resume,
-                                                 progress=not args.quiet))
+                                                 progress=not args.quiet),
+        recording_callbacks(args.record, args.record_frames, args.plot))
 
 
 @command("stylize", "artistic style transfer: CONTENT STYLE [STYLE ...] -o OUT", _configure)

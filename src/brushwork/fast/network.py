@@ -30,13 +30,22 @@ class ConvLayer(nn.Sequential):
         super().__init__(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(c_in, c_out, kernel, stride))
 
 
+def instance_norm(channels: int) -> nn.GroupNorm:
+    """Affine instance normalisation, as one group per channel.
+
+    Identical to ``nn.InstanceNorm2d(channels, affine=True)``, but PyTorch's CPU group-norm
+    kernel is 2-4x faster and keeps channels-last tensors channels-last.
+    """
+    return nn.GroupNorm(channels, channels)
+
+
 class ConvNormReLU(nn.Sequential):
     """A convolution with affine instance normalisation and ReLU: the network's workhorse."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1) -> None:
         super().__init__(
             ConvLayer(c_in, c_out, kernel, stride),
-            nn.InstanceNorm2d(c_out, affine=True),
+            instance_norm(c_out),
             nn.ReLU(inplace=True),
         )
 
@@ -56,7 +65,7 @@ class ResidualBlock(nn.Module):
         self.body = nn.Sequential(
             ConvNormReLU(channels, channels, 3),
             ConvLayer(channels, channels, 3),
-            nn.InstanceNorm2d(channels, affine=True),
+            instance_norm(channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +77,11 @@ class TransformerNet(nn.Module):
 
     ``channels`` is the width of the first and last layers; the middle runs at four times that
     on a quarter of the resolution. At the paper's size (32 channels, 5 residual blocks) the
-    network has 1.68 M parameters (6.7 MB in float32).
+    network has 1.68 M parameters (6.7 MB in float32); at 16 channels 0.42 M (1.7 MB).
+
+    On CPU, channels-last tensors (``.to(memory_format=torch.channels_last)`` on the network
+    and the input) run 20-25% faster. bfloat16 autocast only pays on CPUs with native bf16
+    (AVX-512 BF16 or AMX); elsewhere PyTorch falls back to slow kernels, 10-60x slower.
     """
 
     def __init__(self, channels: int = 32, residual_blocks: int = 5) -> None:

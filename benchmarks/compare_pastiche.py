@@ -1,0 +1,85 @@
+"""brushwork against its peer pastiche 1.6.0, side by side in one run, same machine.
+
+For each content/style pair both programs run as fresh processes (so start-up and weight
+loading count for both), are timed by wall clock, and their outputs are scored by
+``scorer.py`` at the same evaluation size. Install the peer first:
+
+    pip install --no-deps pastiche==1.6.0
+    python benchmarks/compare_pastiche.py --size 256 --pastiche-steps 100
+    python benchmarks/compare_pastiche.py --size 512 --pastiche-steps 1000   # issue 3 figure
+
+Extra flags after ``--`` go to `brushwork stylize` (e.g. ``-- --iterations 200``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scorer import score  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "images"
+PAIRS = (("content/tubingen.jpg", "style/starry_night.jpg"),
+         ("content/chelsea.png", "style/the_scream.jpg"),
+         ("content/horses.jpg", "style/wave.jpg"),
+         ("content/coffee.png", "style/woman-with-hat-matisse.jpg"))
+
+
+def timed(cmd: list[str]) -> float:
+    """Run a command, fail loudly on error, return its wall time in seconds."""
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"command failed: {' '.join(cmd)}\n{done.stderr[-2000:]}")
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--pastiche-steps", type=int, default=100)
+    p.add_argument("--eval-size", type=int, default=None, help="default: --size")
+    p.add_argument("--pairs", type=int, default=len(PAIRS), help="how many pairs to run")
+    p.add_argument("--out", default=None, help="keep the outputs in this folder")
+    p.add_argument("brushwork_args", nargs="*", help="extra flags for brushwork (after --)")
+    a = p.parse_args()
+    out_dir = Path(a.out or tempfile.mkdtemp(prefix="bw-compare-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    eval_size = a.eval_size or a.size
+    header = f"{'pair':34s} {'system':10s} {'time s':>8s} {'style':>7s} {'content':>8s} " \
+             f"{'gatys':>10s}"
+    print(f"size {a.size}, pastiche {a.pastiche_steps} L-BFGS steps, brushwork default "
+          f"{' '.join(a.brushwork_args)}, scored at {eval_size} px\n{header}")
+    wins = 0
+    rows = []
+    for content_rel, style_rel in PAIRS[: a.pairs]:
+        content, style = SHARED / content_rel, SHARED / style_rel
+        name = f"{content.stem}+{style.stem}"
+        p_out, b_out = out_dir / f"{name}.pastiche.png", out_dir / f"{name}.brushwork.png"
+        t_p = timed([sys.executable, "-m", "pastiche", "--device", "cpu", "--seed", "0",
+                     "--size", str(a.size), "--num-steps", str(a.pastiche_steps), "--no-verbose",
+                     "-c", str(content), "-s", str(style), "-o", str(p_out)])
+        t_b = timed([sys.executable, "-m", "brushwork", "stylize", str(content), str(style),
+                     "-o", str(b_out), "--size", str(a.size), "--quiet", *a.brushwork_args])
+        s_p = score(p_out, content, style, eval_size)
+        s_b = score(b_out, content, style, eval_size)
+        for system, t, s in (("pastiche", t_p, s_p), ("brushwork", t_b, s_b)):
+            print(f"{name:34s} {system:10s} {t:8.1f} {s['style']:7.3f} {s['content']:8.3f} "
+                  f"{s['gatys_style']:10.4g}")
+        won = s_b["style"] <= s_p["style"] and s_b["content"] <= s_p["content"]
+        wins += won
+        rows.append((t_p / t_b, s_b["style"] / s_p["style"], s_b["content"] / s_p["content"]))
+        print(f"{'':34s} {'ratio':10s} {t_p / t_b:7.1f}x {rows[-1][1]:7.3f} {rows[-1][2]:8.3f}"
+              f"   {'brushwork at least as close on both' if won else 'NOT better on both'}")
+    print(f"\nbrushwork at least as close to style and content on {wins}/{len(rows)} pairs; "
+          f"mean speed-up {sum(r[0] for r in rows) / len(rows):.1f}x; outputs in {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,492 @@
+"""Photorealistic style transfer (Luan et al. 2017): semantic masks, region matching, matting.
+
+A photo takes the look of a reference photo when each region takes the look of its partner
+region: the style term becomes a sum over labelled regions of Gram losses on masked
+features, and a second stage adds the matting-Laplacian term of the content, which keeps
+the output locally an affine function of the content's colours, so the style changes
+colours and light but cannot paint new edges. Regions come from colour-coded label images
+(same colour = corresponding region) or, without them, from a joint clustering of both
+images' VGG features. ``matte`` and ``replace_background`` give closed-form matting from
+files, for the ``brushwork matte`` command.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageColor
+
+from brushwork import io
+from brushwork.artistic import (
+    ArtisticLoss,
+    ImageLike,
+    StyleOptions,
+    _layer_weights,
+    _state,
+    _styles_at,
+    feature_network,
+    initial_image,
+)
+from brushwork.errors import BrushworkError
+from brushwork.losses import gram, style_loss
+from brushwork.matting import (
+    MattingLoss,
+    _resize,
+    affine_smooth,
+    closed_form_matte,
+    composite,
+    estimate_foreground,
+    matting_laplacian,
+    scribble_constraints,
+    trimap_constraints,
+)
+from brushwork.optimise import Callback, Checkpoint, Scale, pyramid, resize, run
+from brushwork.runtime import autocast, pick_device, resolve_precision
+from brushwork.vgg import Features, layer_shape_factor
+
+MaskLike = str | os.PathLike | Image.Image | np.ndarray
+# The colours of Luan et al.'s label images: the corners of the RGB cube and mid grey.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "black": (0, 0, 0), "white": (255, 255, 255), "red": (255, 0, 0), "green": (0, 255, 0),
+    "blue": (0, 0, 255), "yellow": (255, 255, 0), "lightblue": (0, 255, 255),
+    "purple": (255, 0, 255), "grey": (128, 128, 128),
+}
+# A label covering less than this share of its image is noise (JPEG ringing, anti-aliased
+# edges between two labels snap to a third colour): its pixels join the nearest real label.
+MIN_AREA = 0.005
+# Automatic masks cluster relu4_1 features of both images at this longest side: enough
+# positions (48 x 32) for a few regions, cheap next to the transfer itself.
+AUTO_SIZE = 384
+AUTO_LAYER = "relu4_1"
+
+
+# ---------------------------------------------------------------- label images and masks
+
+def snap_labels(rgb: np.ndarray, palette: Sequence[tuple[int, int, int]] = tuple(PALETTE.values()),
+                min_area: float = MIN_AREA) -> np.ndarray:
+    """Label each pixel of an (H, W, 3) uint8 label image with its nearest palette colour.
+
+    Returns (H, W) palette indices. Labels under ``min_area`` of the image are dropped and
+    their pixels take the nearest remaining colour, so noise never becomes a region.
+    """
+    colours = np.asarray(palette, dtype=np.float32)
+    pixels = np.asarray(rgb, dtype=np.float32).reshape(-1, 3)
+    distance = ((pixels[:, None, :] - colours[None]) ** 2).sum(axis=2)
+    nearest = distance.argmin(axis=1)
+    counts = np.bincount(nearest, minlength=len(colours))
+    kept = counts >= min_area * len(pixels)
+    kept[counts.argmax()] = True
+    distance[:, ~kept] = np.inf
+    return distance.argmin(axis=1).reshape(rgb.shape[:2])
+
+
+def read_labels(source: MaskLike, shape: tuple[int, int], what: str = "mask") -> np.ndarray:
+    """Read a colour-coded label image as (H, W) palette indices at the image's ``shape``.
+
+    A label image of another size than its image is resized (nearest) with a warning.
+    """
+    if isinstance(source, np.ndarray):
+        rgb = source if source.ndim == 3 else np.repeat(source[..., None], 3, axis=2)
+    else:
+        img = source if isinstance(source, Image.Image) else io.open_image(source)
+        rgb = np.asarray(io.to_rgb(img))
+    labels = snap_labels(rgb[..., :3])
+    return _resize(labels.astype(np.float64), shape, what, nearest=True).round().astype(np.int64)
+
+
+def region_masks(labels: np.ndarray, ids: Sequence[int], height: int,
+                 width: int) -> torch.Tensor:
+    """(1, K, H, W) soft masks, one per label in ``ids``, resized to the working size.
+
+    Resizing the one-hot channels (antialiased) rather than the label map gives boundary
+    pixels fractional membership, so the masks still sum to one everywhere.
+    """
+    onehot = torch.from_numpy(np.stack([labels == i for i in ids])).float()[None]
+    if onehot.shape[-2:] == (height, width):
+        return onehot
+    return F.interpolate(onehot, size=(height, width), mode="bilinear", align_corners=False,
+                         antialias=True)
+
+
+def layer_masks(masks: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Masks at each VGG layer's resolution: averaged over 2x2 in step with every pooling.
+
+    ``ceil_mode`` matches the network's pooling, so sizes agree even for odd sides.
+    """
+    pooled = {1: masks}
+    out = {}
+    for name in layers:
+        down = layer_shape_factor(name)[1]
+        while down not in pooled:
+            level = max(pooled)
+            pooled[level * 2] = F.avg_pool2d(pooled[level], 2, ceil_mode=True)
+        out[name] = pooled[down]
+    return out
+
+
+def match_regions(content_labels: np.ndarray, style_labels: np.ndarray, names: Sequence[str]
+                  ) -> tuple[list[int], list[int], list[int | None]]:
+    """The labels of the content, those of the style, and for each content label the index
+    of the same label among the style's, or None.
+
+    A content region without a partner takes the style of the whole style image; a style
+    region without a partner is not transferred anywhere. Both are reported by a warning.
+    """
+    in_content = [int(i) for i in np.unique(content_labels)]
+    in_style = [int(i) for i in np.unique(style_labels)]
+    lonely_content = [names[i] for i in in_content if i not in in_style]
+    lonely_style = [names[i] for i in in_style if i not in in_content]
+    if lonely_content:
+        warnings.warn(f"content regions {', '.join(lonely_content)} have no partner in the "
+                      "style mask; they take the style of the whole style image", stacklevel=2)
+    if lonely_style:
+        warnings.warn(f"style regions {', '.join(lonely_style)} have no partner in the "
+                      "content mask; their look is not transferred", stacklevel=2)
+    return in_content, in_style, [in_style.index(i) if i in in_style else None
+                                  for i in in_content]
+
+
+def _kmeans(points: torch.Tensor, k: int, seed: int, steps: int = 50) -> torch.Tensor:
+    """Centres of ``k`` clusters of (N, D) points: k-means++ seeding, then Lloyd steps."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = points[torch.randint(len(points), (1,), generator=gen)]
+    for _ in range(1, k):
+        spread = torch.cdist(points, centres).min(dim=1).values.pow(2) + 1e-12
+        centres = torch.cat([centres, points[torch.multinomial(spread, 1, generator=gen)]])
+    for _ in range(steps):
+        assign = torch.cdist(points, centres).argmin(dim=1)
+        moved = torch.stack([points[assign == j].mean(0) if (assign == j).any() else centres[j]
+                             for j in range(k)])
+        if torch.equal(moved, centres):
+            break
+        centres = moved
+    return centres
+
+
+def auto_labels(content: torch.Tensor, style: torch.Tensor, regions: int, net: Features,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Corresponding label maps for two images by clustering their VGG features jointly.
+
+    Each image's relu4_1 features are standardised per channel over that image first, so
+    a global difference of look (a red dusk, a blue noon) does not split the clusters by
+    image; both images' positions then go into one k-means, so equal labels mean similar
+    content. Distances to the centres are upsampled (bilinear) before the arg-min, which
+    gives boundaries smoother than the 8-pixel feature grid.
+
+    Where it fails: regions that look different in the two photos (sky at night and by
+    day, snow and grass) land in different clusters and fall back to the whole style;
+    objects smaller than about 1/20 of the image are absorbed by their surroundings; and
+    boundaries follow feature edges, so thin structures (masts, branches) are lost. Give
+    label images for such pairs.
+    """
+    feats = []
+    for image in (content, style):
+        h, w = image.shape[-2:]
+        k = AUTO_SIZE / max(h, w)
+        small = resize(image, max(16, round(h * k)), max(16, round(w * k)))
+        with torch.no_grad():
+            f = net(small)[AUTO_LAYER].float()[0]
+        f = (f - f.mean(dim=(1, 2), keepdim=True)) / f.std(dim=(1, 2), keepdim=True).clamp_min(1e-6)
+        feats.append(f)
+    points = torch.cat([f.flatten(1).T for f in feats]).cpu()
+    centres = _kmeans(points, regions, seed)
+    out = []
+    for f, image in zip(feats, (content, style), strict=True):
+        _, fh, fw = f.shape
+        distance = torch.cdist(f.flatten(1).T.cpu(), centres).T.reshape(1, regions, fh, fw)
+        distance = F.interpolate(distance, size=image.shape[-2:], mode="bilinear",
+                                 align_corners=False)
+        out.append(distance[0].argmin(dim=0).numpy())
+    return out[0], out[1]
+
+
+# ---------------------------------------------------------------- the losses
+
+class RegionStyleLoss(torch.nn.Module):
+    """Sum over content regions of Gram losses between masked output and style features.
+
+    Each region counts in proportion to its share of the content at that layer (Luan et
+    al. sum regions equally): a single region covering everything is then exactly the
+    global style loss, and a sliver of label noise cannot outweigh the sky. A region
+    whose partner is ``None`` is compared with the whole style's Gram matrix.
+    """
+
+    def __init__(self, net: Features, style: torch.Tensor, style_masks: torch.Tensor,
+                 content_masks: torch.Tensor, partners: Sequence[int | None],
+                 layer_weights: dict[str, float], dtype: torch.dtype) -> None:
+        super().__init__()
+        self.layer_weights = layer_weights
+        layers = list(layer_weights)
+        with torch.no_grad(), autocast(style.device, dtype):
+            feats = net(style)
+        style_at = layer_masks(style_masks, layers)
+        self.masks = layer_masks(content_masks, layers)
+        self.targets: dict[str, list[torch.Tensor]] = {}
+        self.shares: dict[str, torch.Tensor] = {}
+        for n in layers:
+            if feats[n].shape[-2:] != style_at[n].shape[-2:]:
+                raise BrushworkError(f"internal: style mask of {n} does not match its features")
+            whole = gram(feats[n])
+            self.targets[n] = [whole if j is None else gram(feats[n], style_at[n][:, j:j + 1])
+                               for j in partners]
+            area = self.masks[n].mean(dim=(0, 2, 3))
+            self.shares[n] = area / area.sum().clamp_min(1e-8)
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        for n, w in self.layer_weights.items():
+            masks = self.masks[n]
+            for k, target in enumerate(self.targets[n]):
+                share = self.shares[n][k]
+                if share > 0:
+                    total = total + w * share * style_loss(gram(feats[n], masks[:, k:k + 1]),
+                                                           target)
+        return total
+
+
+class PhotoLoss(ArtisticLoss):
+    """Artistic loss with the style term per region and, where given, the matting term.
+
+    The matting energy is a sum over pixels; it is divided by their number so that, like
+    every other term (see ``losses``), the weight means the same at any size.
+    """
+
+    def __init__(self, net: Features, options: PhotoOptions, content: torch.Tensor,
+                 style: torch.Tensor, content_masks: torch.Tensor, style_masks: torch.Tensor,
+                 partners: Sequence[int | None], matting: MattingLoss | None,
+                 dtype: torch.dtype) -> None:
+        # The region loss owns the style targets, so the parent is given no style images.
+        super().__init__(net, options, content, (), (), dtype)
+        self.regions = RegionStyleLoss(net, style, style_masks, content_masks, partners,
+                                       self.style_w, dtype)
+        self.matting = matting
+
+    def style_term(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.regions(feats)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = super().forward(image)
+        if self.matting is not None:
+            m = self.matting(image) / (image.shape[-2] * image.shape[-1])
+            terms["matting"] = m
+            terms["total"] = terms["total"] + self.options.matting_weight * m
+        return terms
+
+
+# ---------------------------------------------------------------- the procedure
+
+@dataclass
+class PhotoOptions(StyleOptions):
+    """Settings of a photorealistic run; inherited ones mean what they mean in StyleOptions.
+
+    Stage one is the whole pyramid with the region style loss; stage two continues at the
+    full size for ``matting_iterations`` steps with the matting term added.
+    """
+
+    style_weight: float = 10.0
+    tv_weight: float = 0.0
+    iterations: int | tuple[int, ...] = 200
+    matting_weight: float = 1e3
+    matting_iterations: int = 60
+    matting_eps: float = 1e-7
+    regions: int = 3
+    smooth: bool = False
+    smooth_radius: int = 4
+    smooth_eps: float = 1e-3
+
+    def check(self) -> PhotoOptions:
+        super().check()
+        if self.matting_weight < 0 or self.matting_iterations < 0:
+            raise BrushworkError("matting-weight and matting-iterations must not be negative")
+        if self.regions < 1:
+            raise BrushworkError("regions must be at least 1 (1 = no automatic segmentation)")
+        if self.smooth_radius < 1 or self.smooth_eps <= 0:
+            raise BrushworkError("smooth-radius must be at least 1 and smooth-eps above 0")
+        if self.preserve_colour != "none" or self.style_blend is not None:
+            raise BrushworkError("photo transfer takes one style and its colours; drop "
+                                 "preserve-colour and style-blend")
+        return self
+
+
+@dataclass
+class PhotoScale(Scale):
+    """A pyramid level that also says whether the matting term is on (stage two)."""
+
+    matting: bool = False
+
+
+def schedule(height: int, width: int, options: PhotoOptions) -> list[PhotoScale]:
+    """Stage one (the pyramid, no matting), then stage two at full size with matting."""
+    levels = [PhotoScale(s.height, s.width, s.iterations)
+              for s in pyramid(height, width, options.scales, options.iterations)]
+    if options.matting_iterations:
+        levels.append(PhotoScale(height, width, options.matting_iterations, matting=True))
+    return levels
+
+
+def photo_tensor(content: torch.Tensor, style: torch.Tensor, content_labels: np.ndarray | None,
+                 style_labels: np.ndarray | None, options: PhotoOptions,
+                 callbacks: Sequence[Callback] = (), resume: Checkpoint | None = None,
+                 progress: bool = True) -> torch.Tensor:
+    """The photorealistic procedure on tensors (content at the output size); returns a tensor.
+
+    Without label maps, ``options.regions`` automatic regions are found (1 = one global
+    region).
+    """
+    options.check()
+    device = pick_device(options.device)
+    dtype = resolve_precision(options.precision, device)
+    torch.manual_seed(options.seed)
+    content, style = content.to(device), style.to(device)
+    net = feature_network(options, device, dtype)
+    _check_pair(content_labels, style_labels)
+    names = list(PALETTE)
+    if content_labels is None:
+        names = [f"automatic region {i + 1}" for i in range(options.regions)]
+        if options.regions == 1:
+            content_labels = np.zeros(content.shape[-2:], dtype=np.int64)
+            style_labels = np.zeros(style.shape[-2:], dtype=np.int64)
+        else:
+            auto_net = Features((AUTO_LAYER,), options.pooling, _state(options)).to(device)
+            content_labels, style_labels = auto_labels(content, style, options.regions,
+                                                       auto_net, options.seed)
+    ids, style_ids, partners = match_regions(content_labels, style_labels, names)
+    laplacians: dict[tuple[int, int], MattingLoss] = {}
+
+    def loss_for(scale: PhotoScale) -> Callable:
+        target = resize(content, scale.height, scale.width)
+        style_at = _styles_at([style], scale, options.style_scale)[0]
+        matting = None
+        if scale.matting:
+            key = (scale.height, scale.width)
+            if key not in laplacians:  # built once per size: it depends only on the content
+                guide = target[0].permute(1, 2, 0).cpu().numpy()
+                laplacians[key] = MattingLoss(matting_laplacian(guide, options.matting_eps)
+                                              ).to(device)
+            matting = laplacians[key]
+        return PhotoLoss(
+            net, options, target, style_at,
+            region_masks(content_labels, ids, scale.height, scale.width).to(device),
+            region_masks(style_labels, style_ids, *style_at.shape[-2:]).to(device),
+            partners, matting, dtype)
+
+    init = initial_image(options, content, [style]).to(device)
+    h, w = content.shape[-2:]
+    out = run(schedule(h, w, options), init, loss_for, options.optimizer, options.lr,
+              callbacks, resume=resume, settings=options.settings(), progress=progress)
+    if options.smooth:
+        smoothed = affine_smooth(_array(out), _array(content), options.smooth_radius,
+                                 options.smooth_eps)
+        out = torch.from_numpy(smoothed).float().permute(2, 0, 1)[None].to(device)
+    return out
+
+
+def _array(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) tensor -> (H, W, 3) float64 array, the layout of ``matting``."""
+    return image[0].detach().permute(1, 2, 0).cpu().double().numpy()
+
+
+def _check_pair(content_mask: object, style_mask: object) -> None:
+    if (content_mask is None) != (style_mask is None):
+        raise BrushworkError("give both a content mask and a style mask, or neither "
+                             "(then regions are found automatically)")
+
+
+def load_inputs(content: ImageLike, style: ImageLike, content_mask: MaskLike | None,
+                style_mask: MaskLike | None, size: int
+                ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray | None, np.ndarray | None]:
+    """Content at ``size``, style at full size, and their label maps (checked against the
+    images as given, so a mask of another size is reported before any resizing)."""
+    _check_pair(content_mask, style_mask)
+    content_full, style_t = io.as_tensor(content), io.as_tensor(style)
+    labels = (None, None)
+    if content_mask is not None:
+        labels = (read_labels(content_mask, tuple(content_full.shape[-2:]), "content mask"),
+                  read_labels(style_mask, tuple(style_t.shape[-2:]), "style mask"))
+    return io.as_tensor(content_full, size), style_t, *labels
+
+
+def photo_transfer(content: ImageLike, style: ImageLike, content_mask: MaskLike | None = None,
+                   style_mask: MaskLike | None = None, callback: Callback | None = None,
+                   **options) -> Image.Image:
+    """Give ``content`` the look of the photo ``style``; keyword options as in PhotoOptions.
+
+    Masks are colour-coded label images (same colour = corresponding region); without
+    them, regions are found automatically (see ``auto_labels``).
+
+    >>> img = photo_transfer("in.png", "tar.png", "in_seg.png", "tar_seg.png", size=384)
+    """
+    opts = PhotoOptions(**options).check()
+    inputs = load_inputs(content, style, content_mask, style_mask, opts.size)
+    out = photo_tensor(*inputs, opts, [callback] if callback else [])
+    return io.tensor_to_pil(out)
+
+
+def style_distance(image: torch.Tensor, style: torch.Tensor, net: Features,
+                   image_labels: np.ndarray | None = None,
+                   style_labels: np.ndarray | None = None) -> float:
+    """Region-weighted relative Gram distance of ``image`` to ``style`` over ``net``'s layers
+    (global without labels): the style term of the loss, as a figure to compare runs."""
+    if image_labels is None or style_labels is None:
+        image_labels = np.zeros(image.shape[-2:], dtype=np.int64)
+        style_labels = np.zeros(style.shape[-2:], dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a figure, not a run: unmatched regions are expected
+        ids, style_ids, partners = match_regions(image_labels, style_labels, list(PALETTE))
+    regions = RegionStyleLoss(
+        net, style, region_masks(style_labels, style_ids, *style.shape[-2:]).to(style.device),
+        region_masks(image_labels, ids, *image.shape[-2:]).to(image.device), partners,
+        _layer_weights(net.layers, None), torch.float32)
+    with torch.no_grad():
+        return float(regions(net(image)))
+
+
+# ---------------------------------------------------------------- matting from files
+
+def _marks(source: MaskLike) -> np.ndarray:
+    """A trimap or scribble image as a uint8 array (files and Pillow images go through io)."""
+    if isinstance(source, np.ndarray):
+        return source
+    img = source if isinstance(source, Image.Image) else io.open_image(source)
+    return np.asarray(io.to_rgb(img))
+
+
+def matte(image: ImageLike, trimap: MaskLike | None = None,
+          scribbles: MaskLike | None = None) -> np.ndarray:
+    """Closed-form alpha matte (H, W) in 0..1 of ``image`` from a trimap or from scribbles.
+
+    White (>= 240) marks foreground, black (<= 15) background, anything else is unknown, so
+    grey or anti-aliased strokes leave their pixels to the solve instead of pinning them.
+    """
+    if (trimap is None) == (scribbles is None):
+        raise BrushworkError("give exactly one of a trimap and scribbles")
+    rgb = _array(io.as_tensor(image))
+    if trimap is not None:
+        known = trimap_constraints(_marks(trimap), rgb.shape[:2])
+    else:
+        known = scribble_constraints(_marks(scribbles), rgb)
+    return closed_form_matte(rgb, *known)
+
+
+def replace_background(image: ImageLike, alpha: np.ndarray,
+                       background: ImageLike | str) -> Image.Image:
+    """Composite the foreground of ``image`` (colours re-estimated, so the old background
+    does not bleed through soft edges) onto an image or a colour such as '#00ff00'."""
+    rgb = _array(io.as_tensor(image))
+    if isinstance(background, str) and not os.path.exists(background):
+        try:
+            new = np.asarray(ImageColor.getrgb(background)[:3], dtype=np.float64) / 255.0
+        except ValueError:
+            raise BrushworkError(f"{background}: neither an image file nor a colour like "
+                                 "'#00ff00' or 'green'") from None
+    else:
+        new = _array(io.as_tensor(background))
+    foreground, _ = estimate_foreground(rgb, alpha)
+    out = composite(foreground, alpha, new)
+    return Image.fromarray((out * 255.0 + 0.5).astype(np.uint8), "RGB")

@@ -1,0 +1,175 @@
+"""Watch a run: the image as it evolves (GIF or MP4) and the loss curves per term.
+
+Both are optimise callbacks: they see every ``Step`` of a run (stylisation, photo,
+reconstruction alike), keep what they need in memory, and write their file, atomically,
+when the last step of the schedule arrives. A notebook can skip the file and use
+``Recorder.frames`` or ``LossPlot.figure()`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from brushwork.errors import BrushworkError
+from brushwork.io import atomic_write, tensor_to_pil
+from brushwork.optimise import Callback, Step
+
+FPS = 15  # frames per second of the recording
+HOLD_S = 1.0  # the final image stays this long before a GIF loops
+RECORD_FORMATS = (".gif", ".mp4")
+
+
+class _WrittenAtEnd:
+    """A callback that collects from every step and writes its file after the last one."""
+
+    def __init__(self, path: str | os.PathLike | None) -> None:
+        self.path = Path(path) if path is not None else None
+
+    def __call__(self, step: Step) -> None:
+        self.collect(step)
+        if self.path is not None and step.done == step.total:
+            self.save(self.path)
+
+    def collect(self, step: Step) -> None:
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> Path:
+        raise NotImplementedError
+
+
+class Recorder(_WrittenAtEnd):
+    """Keeps ``frames`` snapshots spread evenly over the run's steps, the last being the
+    final image; frames from coarser scales are enlarged to the final size when written.
+
+    A GIF needs only Pillow; an MP4 needs imageio-ffmpeg. Frame k of n is the image after
+    step ceil(k * total / n), so a run shorter than n steps gives one frame per step.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, frames: int = 60) -> None:
+        super().__init__(path)
+        if frames < 1:
+            raise BrushworkError(f"--record-frames {frames}: record at least 1 frame")
+        if self.path is not None:
+            _check_record_path(self.path)
+        self.count = frames
+        self.frames: list[Image.Image] = []
+
+    def collect(self, step: Step) -> None:
+        k = step.done * self.count // step.total  # the latest frame due by this step
+        if k and step.done == -(-k * step.total // self.count):
+            self.frames.append(tensor_to_pil(step.image))
+
+    def final_size_frames(self) -> list[Image.Image]:
+        """The frames so far, all at the size of the latest one."""
+        if not self.frames:
+            raise BrushworkError("nothing recorded yet: the run took no step")
+        size = self.frames[-1].size
+        return [f if f.size == size else f.resize(size, Image.Resampling.BICUBIC)
+                for f in self.frames]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the frames as a GIF (Pillow) or MP4 (imageio-ffmpeg) with a held last frame."""
+        path = Path(path)
+        _check_record_path(path)
+        frames = self.final_size_frames()
+        if path.suffix.lower() == ".gif":
+            durations = [round(1000 / FPS)] * (len(frames) - 1) + [round(1000 * HOLD_S)]
+            return atomic_write(path, lambda tmp: frames[0].save(
+                tmp, format="GIF", save_all=True, append_images=frames[1:],
+                duration=durations, loop=0))
+        return atomic_write(path, lambda tmp: _write_mp4(
+            tmp, frames + [frames[-1]] * round(FPS * HOLD_S)))
+
+
+def _check_record_path(path: Path) -> None:
+    """Fail before the run on a format we cannot write, or an MP4 without its encoder."""
+    suffix = path.suffix.lower()
+    if suffix not in RECORD_FORMATS:
+        raise BrushworkError(f"{path}: record to a .gif, or an .mp4 with imageio-ffmpeg")
+    if suffix == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise BrushworkError(f"{path}: MP4 needs imageio-ffmpeg: pip install "
+                                 "brushwork[video], or record a .gif") from None
+
+
+def _write_mp4(path: str, frames: Sequence[Image.Image]) -> None:
+    import imageio_ffmpeg
+
+    # H.264 in yuv420p needs even sides; a block size of 2 pads by at most one pixel.
+    writer = imageio_ffmpeg.write_frames(path, frames[0].size, fps=FPS, macro_block_size=2,
+                                         ffmpeg_log_level="error")
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(np.asarray(frame)))
+    writer.close()
+
+
+class LossPlot(_WrittenAtEnd):
+    """Records every loss term at every step and plots them on a log scale, with the
+    pyramid's scale changes marked. Needs matplotlib (``pip install brushwork[plot]``)."""
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        super().__init__(path)
+        _require_matplotlib()
+        self.steps: list[int] = []
+        self.history: dict[str, list[float]] = {}
+        self.scale_starts: list[tuple[int, str]] = []
+
+    def collect(self, step: Step) -> None:
+        if step.iteration == 1 or not self.steps:
+            self.scale_starts.append((step.done, f"scale {step.scale + 1}/{step.scales}"))
+        self.steps.append(step.done)
+        for name, value in step.losses.items():
+            self.history.setdefault(name, []).append(value)
+
+    def figure(self):
+        """A matplotlib Figure of the curves (no pyplot, so no global state or GUI)."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7, 4), layout="constrained")
+        ax = fig.add_subplot()
+        for name, values in self.history.items():
+            total = name == "total"
+            ax.plot(self.steps, values, label="total (weighted)" if total else name,
+                    linewidth=2 if total else 1)
+        for done, label in self.scale_starts[1:]:
+            ax.axvline(done - 0.5, color="grey", linestyle=":", linewidth=1)
+            ax.annotate(label, (done, 1), xycoords=("data", "axes fraction"),
+                        xytext=(3, -12), textcoords="offset points", fontsize=8, color="grey")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        return fig
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the plot; the format follows the file name (.png, .svg, .pdf)."""
+        if not self.steps:
+            raise BrushworkError("nothing recorded yet: the run took no step")
+        fig = self.figure()
+        path = Path(path)
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise BrushworkError("--plot needs matplotlib: pip install brushwork[plot]") from None
+
+
+def recording_callbacks(record: str | None, frames: int, plot: str | None) -> list[Callback]:
+    """The callbacks for a command's --record, --record-frames and --plot flags."""
+    callbacks: list[Callback] = []
+    if record:
+        callbacks.append(Recorder(record, frames))
+    if plot:
+        callbacks.append(LossPlot(plot))
+    return callbacks

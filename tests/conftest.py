@@ -1,0 +1,36 @@
+"""Shared fixtures: paths to the bundled and shared images, and the real VGG-19 weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from brushwork import io, weights
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "src" / "brushwork" / "examples"
+SHARED = ROOT.parent / "shared" / "images"
+
+
+@pytest.fixture(scope="session")
+def vgg_state() -> dict[str, torch.Tensor]:
+    """The real Caffe VGG-19 weights, fetched into the cache on first use."""
+    return weights.load()
+
+
+@pytest.fixture(scope="session")
+def examples() -> Path:
+    return EXAMPLES
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"{SHARED} is missing: the tests need the shared images beside the repo")
+    return SHARED
+
+
+def load_small(path: Path, size: int = 64) -> torch.Tensor:
+    return io.load_image(path, size)
