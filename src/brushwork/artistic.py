@@ -40,7 +40,7 @@ class StyleOptions:
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] | None = None
     content_weight: float = 1.0
-    style_weight: float = 10.0
+    style_weight: float = 30.0
     tv_weight: float = 1.0
     style_blend: tuple[float, ...] | None = None
     style_scale: float = 1.0
@@ -48,7 +48,7 @@ class StyleOptions:
     seed: int = 0
     optimizer: str = "lbfgs"
     lr: float | None = None
-    iterations: int | tuple[int, ...] = 300
+    iterations: int | tuple[int, ...] = 100
     scales: int = 3
     pooling: str = "max"
     preserve_colour: str = "none"

@@ -290,8 +290,7 @@ class ReconstructionLoss(torch.nn.Module):
 
 def reconstruct_tensor(target: torch.Tensor, options: ReconstructOptions,
                        callbacks: Sequence[Callback] = (), resume: Checkpoint | None = None,
-                       progress: bool = True,
-                       state: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                       progress: bool = True) -> torch.Tensor:
     """Optimise noise until its content features or Gram matrices match ``target``'s.
 
     ``target`` is already at the output size. Targets are recomputed at every scale of the
@@ -301,9 +300,8 @@ def reconstruct_tensor(target: torch.Tensor, options: ReconstructOptions,
     device = pick_device(options.device)
     dtype = resolve_precision(options.precision, device)
     target = target.to(device)
-    state = weights_mod.load(options.weights) if state is None else state
     net = Features(options.content_layers + options.style_layers, options.pooling,
-                   state).to(device)
+                   weights_mod.load(options.weights)).to(device)
     if device.type == "cpu" or dtype != torch.float32:
         net = net.to(memory_format=torch.channels_last)
 
@@ -356,13 +354,12 @@ def reconstruction_figure(image: ImageLike, options: ReconstructOptions | None =
     check_layers(style_layers)
     runs = figure_runs(content_layers, style_layers)
     target = io.as_tensor(image, options.size)
-    state = weights_mod.load(options.weights)
     tiles = []
     for k, (caption, content, style) in enumerate(runs, 1):
         if progress:
             tqdm.write(f"[{k}/{len(runs)}] {caption}", file=sys.stderr)
         run_options = replace(options, content_layers=content, style_layers=style).check()
-        out = reconstruct_tensor(target, run_options, progress=progress, state=state)
+        out = reconstruct_tensor(target, run_options, progress=progress)
         tiles.append((caption, io.tensor_to_pil(out)))
     source = ("input", io.tensor_to_pil(target))
     split = len(content_layers)

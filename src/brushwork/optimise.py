@@ -91,7 +91,7 @@ class Interrupted(Exception):
 
 
 def pyramid(height: int, width: int, scales: int, iterations: Sequence[int] | int,
-            min_side: int = 64) -> list[Scale]:
+            min_side: int = 32) -> list[Scale]:
     """Sizes halving in area per level (factor sqrt 2 per side) down from the output size.
 
     ``iterations`` is one count per level (coarse first) or a total to split so that
@@ -101,7 +101,7 @@ def pyramid(height: int, width: int, scales: int, iterations: Sequence[int] | in
     levels = []
     for k in range(scales - 1, -1, -1):
         side = longest / math.sqrt(2) ** k
-        if side < min_side and k > 0:
+        if round(side) < min_side and k > 0:
             continue
         f = side / longest
         levels.append((max(1, round(height * f)), max(1, round(width * f))))

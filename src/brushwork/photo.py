@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageColor
+from scipy.ndimage import binary_opening, distance_transform_edt
 
 from brushwork import io
 from brushwork.artistic import (
@@ -57,9 +58,11 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "blue": (0, 0, 255), "yellow": (255, 255, 0), "lightblue": (0, 255, 255),
     "purple": (255, 0, 255), "grey": (128, 128, 128),
 }
-# A label covering less than this share of its image is noise (JPEG ringing, anti-aliased
-# edges between two labels snap to a third colour): its pixels join the nearest real label.
-MIN_AREA = 0.005
+# JPEG ringing and anti-aliased edges between two labels snap to a third colour in thin
+# bands and specks. A label is real only if opening its mask with this square leaves at
+# least MIN_AREA of the image; the pixels of the others join the nearest real region.
+OPENING = 5
+MIN_AREA = 0.002
 # Automatic masks cluster relu4_1 features of both images at this longest side: enough
 # positions (48 x 32) for a few regions, cheap next to the transfer itself.
 AUTO_SIZE = 384
@@ -72,18 +75,24 @@ def snap_labels(rgb: np.ndarray, palette: Sequence[tuple[int, int, int]] = tuple
                 min_area: float = MIN_AREA) -> np.ndarray:
     """Label each pixel of an (H, W, 3) uint8 label image with its nearest palette colour.
 
-    Returns (H, W) palette indices. Labels under ``min_area`` of the image are dropped and
-    their pixels take the nearest remaining colour, so noise never becomes a region.
+    Returns (H, W) palette indices. Labels that are only thin bands or specks (see
+    ``OPENING``) are dropped and their pixels take the label of the nearest real region,
+    so neither JPEG noise nor anti-aliasing ever becomes a region.
     """
     colours = np.asarray(palette, dtype=np.float32)
     pixels = np.asarray(rgb, dtype=np.float32).reshape(-1, 3)
-    distance = ((pixels[:, None, :] - colours[None]) ** 2).sum(axis=2)
-    nearest = distance.argmin(axis=1)
-    counts = np.bincount(nearest, minlength=len(colours))
-    kept = counts >= min_area * len(pixels)
-    kept[counts.argmax()] = True
-    distance[:, ~kept] = np.inf
-    return distance.argmin(axis=1).reshape(rgb.shape[:2])
+    nearest = ((pixels[:, None, :] - colours[None]) ** 2).sum(axis=2).argmin(axis=1)
+    labels = nearest.reshape(rgb.shape[:2])
+    square = np.ones((OPENING, OPENING), dtype=bool)
+    real = np.zeros(labels.shape, dtype=bool)
+    for i in np.unique(labels):
+        core = binary_opening(labels == i, square)
+        if core.sum() >= min_area * labels.size:
+            real |= labels == i
+    if not real.any():
+        return labels
+    _, (rows, cols) = distance_transform_edt(~real, return_indices=True)
+    return labels[rows, cols]
 
 
 def read_labels(source: MaskLike, shape: tuple[int, int], what: str = "mask") -> np.ndarray:
@@ -228,7 +237,7 @@ class RegionStyleLoss(torch.nn.Module):
         style_at = layer_masks(style_masks, layers)
         self.masks = layer_masks(content_masks, layers)
         self.targets: dict[str, list[torch.Tensor]] = {}
-        self.shares: dict[str, torch.Tensor] = {}
+        self.shares: dict[str, list[float]] = {}
         for n in layers:
             if feats[n].shape[-2:] != style_at[n].shape[-2:]:
                 raise BrushworkError(f"internal: style mask of {n} does not match its features")
@@ -236,7 +245,7 @@ class RegionStyleLoss(torch.nn.Module):
             self.targets[n] = [whole if j is None else gram(feats[n], style_at[n][:, j:j + 1])
                                for j in partners]
             area = self.masks[n].mean(dim=(0, 2, 3))
-            self.shares[n] = area / area.sum().clamp_min(1e-8)
+            self.shares[n] = (area / area.sum().clamp_min(1e-8)).tolist()
 
     def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         total = 0.0
@@ -432,7 +441,9 @@ def style_distance(image: torch.Tensor, style: torch.Tensor, net: Features,
                    image_labels: np.ndarray | None = None,
                    style_labels: np.ndarray | None = None) -> float:
     """Region-weighted relative Gram distance of ``image`` to ``style`` over ``net``'s layers
-    (global without labels): the style term of the loss, as a figure to compare runs."""
+    (global without labels): the style term of the loss, as a figure to compare runs. The
+    style is first resized to the image's area, as in a run."""
+    style = _styles_at([style], Scale(*image.shape[-2:], 0), 1.0)[0]
     if image_labels is None or style_labels is None:
         image_labels = np.zeros(image.shape[-2:], dtype=np.int64)
         style_labels = np.zeros(style.shape[-2:], dtype=np.int64)

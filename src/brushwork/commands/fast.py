@@ -1,0 +1,199 @@
+"""`brushwork train`, `fast`, `export` and `models`: feed-forward style transfer."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from brushwork import io
+from brushwork.cli import _names, command
+from brushwork.colour import COLOUR_MODES
+from brushwork.errors import BrushworkError
+
+TRAIN_FIELDS = ("steps", "batch_size", "size", "style_size", "channels", "residual_blocks",
+                "content_layers", "style_layers", "content_weight", "style_weight", "tv_weight",
+                "lr", "seed", "pooling", "device", "precision", "workers", "minutes", "val",
+                "preview_every", "checkpoint_every", "checkpoint", "preview_dir", "name",
+                "weights")
+
+
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    from brushwork.fast.train import TrainOptions
+
+    d = TrainOptions("", "", "")
+    p.add_argument("style", help="style image, or a bundled one by name (e.g. starry_night)")
+    p.add_argument("--data", required=True, help="folder of training photos (searched "
+                   "recursively; COCO train2014 is the usual choice)")
+    p.add_argument("-o", "--output", required=True, help="the model file to write (.pt)")
+    p.add_argument("--name", help="style name stored in the model [the style file's name]")
+    t = p.add_argument_group("training")
+    t.add_argument("--steps", type=int, default=d.steps, help="[%(default)s]")
+    t.add_argument("--minutes", type=float, help="stop after this much time even if --steps "
+                   "are not done")
+    t.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="images per step, over all processes [%(default)s]")
+    t.add_argument("--size", type=int, default=d.size, help="crop side in pixels [%(default)s]")
+    t.add_argument("--style-size", type=int, default=d.style_size,
+                   help="longest side of the style image: the image size the network is "
+                        "for [%(default)s]")
+    t.add_argument("--lr", type=float, default=d.lr, help="Adam's step size [%(default)s]")
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--workers", type=int, default=d.workers,
+                   help="data loading processes per training process [%(default)s]")
+    t.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N")
+    t.add_argument("--precision", default=d.precision,
+                   choices=("auto", "float32", "bfloat16", "float16"),
+                   help="autocast precision; auto uses bf16/fp16 only where the hardware "
+                        "has it [%(default)s]")
+    n = p.add_argument_group("network")
+    n.add_argument("--channels", type=int, default=d.channels,
+                   help="width of the outer layers (Johnson et al.: 32) [%(default)s]")
+    n.add_argument("--residual-blocks", type=int, default=d.residual_blocks,
+                   help="[%(default)s]")
+    w = p.add_argument_group("losses (as in `brushwork stylize`)")
+    w.add_argument("--content-weight", type=float, default=d.content_weight)
+    w.add_argument("--style-weight", type=float, default=d.style_weight)
+    w.add_argument("--tv-weight", type=float, default=d.tv_weight)
+    w.add_argument("--content-layers", type=_names, default=d.content_layers,
+                   help=f"comma-separated [{','.join(d.content_layers)}]")
+    w.add_argument("--style-layers", type=_names, default=d.style_layers,
+                   help=f"comma-separated [{','.join(d.style_layers)}]")
+    w.add_argument("--pooling", choices=("max", "avg"), default=d.pooling)
+    w.add_argument("--weights", default=None, help="VGG-19 weights file (.h5, .mat or .pt)")
+    o = p.add_argument_group("output while training")
+    o.add_argument("--val", help="folder of validation photos: the first few are stylised "
+                   "into each preview and give the validation loss [bundled photos]")
+    o.add_argument("--preview-every", type=int, default=d.preview_every, metavar="N",
+                   help="write a preview and the validation loss every N steps, 0 never "
+                        "[%(default)s]")
+    o.add_argument("--preview-dir", help="where previews go [MODEL_previews/ beside MODEL]")
+    o.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="N",
+                   help="write the checkpoint every N steps [%(default)s]")
+    o.add_argument("--checkpoint", help="checkpoint file [MODEL.ckpt]")
+    o.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint (also to extend a finished run: "
+                        "raise --steps)")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command("train", "train a fast style network on a folder of photos: STYLE --data DIR "
+                  "-o MODEL (multi-GPU/CPU: run under torchrun)", _configure_train)
+def train(args: argparse.Namespace) -> int:
+    from brushwork.fast.train import TrainOptions
+    from brushwork.fast.train import train as run_training
+
+    options = TrainOptions(args.style, args.data, args.output, progress=not args.quiet,
+                           **{k: getattr(args, k) for k in TRAIN_FIELDS})
+    try:
+        run_training(options, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"brushwork: interrupted; continue with the same command and --resume "
+              f"(checkpoint {options.checkpoint_path})", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _configure_fast(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a shipped model's name (see `brushwork models`) or a model "
+                   "or checkpoint file")
+    p.add_argument("input", help="an image, a folder of images, or a video")
+    p.add_argument("-o", "--output", help="image, folder or video to write "
+                   "[INPUT_MODEL beside the input]")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="0 gives the photo, 1 the full style [%(default)s]")
+    p.add_argument("--preserve-colour", "--preserve-color", choices=COLOUR_MODES,
+                   default="none", help="keep the photo's colours: its chrominance under the "
+                   "output's luminance, or the output recoloured to its colour statistics "
+                   "[%(default)s]")
+    p.add_argument("--smooth", type=float, nargs="?", const=0.5, default=0.0, metavar="WEIGHT",
+                   help="video: blend each frame with the flow-warped previous output "
+                        "(WEIGHT of the previous, 0.5 if no value)")
+    p.add_argument("--size", type=int, help="resize the input's longest side first")
+    p.add_argument("--batch-size", type=int, default=4,
+                   help="images or frames per forward pass [%(default)s]")
+    p.add_argument("--max-tile", type=int, metavar="PIXELS",
+                   help="longest tile side for large images [from free memory]")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", default="auto",
+                   choices=("auto", "float32", "bfloat16", "float16"))
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def default_output(source: Path, model: str) -> Path:
+    """INPUT_MODEL beside the input: a folder, a video of the same type, or an image."""
+    from brushwork.video import is_video
+
+    if source.is_dir():
+        return source.with_name(f"{source.name}_{model}")
+    keep = is_video(source) or source.suffix.lower() in io.SAVE_FORMATS
+    return source.with_name(f"{source.stem}_{model}{source.suffix if keep else '.png'}")
+
+
+@command("fast", "stylise an image, a folder or a video with a trained network: "
+                 "MODEL INPUT [-o OUT]", _configure_fast)
+def fast(args: argparse.Namespace) -> int:
+    from brushwork.fast.stylise import FastOptions, Stylist, stylise_folder, stylise_image
+    from brushwork.video import is_video, stylise_video
+
+    source = Path(args.input)
+    if not source.exists():
+        raise BrushworkError(f"{source}: no such file or folder")
+    options = FastOptions(args.strength, args.preserve_colour, args.device, args.precision,
+                          args.batch_size, args.size, args.max_tile).check()
+    stylist = Stylist(args.model, options)
+    output = Path(args.output) if args.output else default_output(source, stylist.model.name)
+    if source.is_dir():
+        written = stylise_folder(stylist, source, output, progress=not args.quiet)
+        print(f"wrote {len(written)} images to {output}")
+    elif is_video(source):
+        result = stylise_video(stylist, source, output, args.smooth, progress=not args.quiet)
+        f = result.flicker
+        print(f"wrote {output}: {result.frames} frames at {result.fps:.1f} frames/s"
+              + ("" if result.audio else " (no ffmpeg: sound not copied)"))
+        if "output" in f:
+            line = (f"flicker (mean warping error): input {f['input']:.5f}, "
+                    f"stylised {f['output']:.5f}")
+            if "smoothed" in f:
+                line += f", smoothed {f['smoothed']:.5f}"
+            print(line)
+    else:
+        stylise_image(stylist, source, output)
+        print(f"wrote {output}")
+    return 0
+
+
+def _configure_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a shipped model's name or a model file")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset [%(default)s]")
+
+
+@command("export", "export a trained network to ONNX and check it in onnxruntime",
+         _configure_export)
+def export(args: argparse.Namespace) -> int:
+    from brushwork.fast.export import check_onnx, export_onnx
+    from brushwork.fast.model import load_model
+
+    model = load_model(args.model)
+    path = export_onnx(model, args.onnx, args.opset)
+    difference = check_onnx(model, path)
+    print(f"wrote {path}; onnxruntime matches PyTorch to {difference:.1e}")
+    return 0
+
+
+def _configure_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--path", action="store_true", help="also print each model's file")
+
+
+@command("models", "list the trained models that ship with brushwork", _configure_models)
+def models(args: argparse.Namespace) -> int:
+    from brushwork.fast.model import MODELS_DIR, describe, shipped
+
+    found = shipped()
+    if not found:
+        print(f"no models in {MODELS_DIR}; train one with `brushwork train`")
+        return 0
+    for path in found.values():
+        print(describe(path) + (f"\n    {path}" if args.path else ""))
+    return 0

@@ -1,0 +1,90 @@
+"""`brushwork photo` (photorealistic transfer) and `brushwork matte` (closed-form matting)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from brushwork import io
+from brushwork.cli import add_optimisation_args, command
+from brushwork.commands.stylize import run_with_snapshots
+from brushwork.errors import BrushworkError
+from brushwork.photo import PhotoOptions, load_inputs, matte, photo_tensor, replace_background
+from brushwork.recording import recording_callbacks
+
+DEFAULTS = PhotoOptions()
+
+
+def _configure_photo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("content", help="content photo")
+    p.add_argument("style", help="reference photo whose look is transferred")
+    p.add_argument("-o", "--output", required=True, help="output image (.png keeps the settings)")
+    m = p.add_argument_group("regions")
+    m.add_argument("--content-mask", help="colour-coded label image of the content")
+    m.add_argument("--style-mask", help="label image of the style: same colour, same region")
+    m.add_argument("--regions", type=int, default=DEFAULTS.regions,
+                   help="without masks: regions found automatically, 1 = none [%(default)s]")
+    w = p.add_argument_group("losses")
+    w.add_argument("--content-weight", type=float, default=DEFAULTS.content_weight)
+    w.add_argument("--style-weight", type=float, default=DEFAULTS.style_weight)
+    w.add_argument("--tv-weight", type=float, default=DEFAULTS.tv_weight)
+    w.add_argument("--matting-weight", type=float, default=DEFAULTS.matting_weight,
+                   help="weight of the matting-Laplacian (photorealism) term [%(default)s]")
+    w.add_argument("--matting-iterations", type=int, default=DEFAULTS.matting_iterations,
+                   help="steps of stage two, at full size with the matting term; 0 skips "
+                        "it [%(default)s]")
+    w.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=DEFAULTS.smooth,
+                   help="finish with local-affine smoothing guided by the content "
+                        "[%(default)s]")
+    w.add_argument("--smooth-radius", type=int, default=DEFAULTS.smooth_radius)
+    w.add_argument("--smooth-eps", type=float, default=DEFAULTS.smooth_eps)
+    add_optimisation_args(p, DEFAULTS)
+
+
+@command("photo", "photorealistic style transfer: CONTENT STYLE -o OUT", _configure_photo)
+def photo(args: argparse.Namespace) -> int:
+    fields = PhotoOptions.__dataclass_fields__
+    options = PhotoOptions(**{k: v for k, v in vars(args).items() if k in fields}).check()
+    inputs = load_inputs(args.content, args.style, args.content_mask, args.style_mask,
+                         options.size)
+    settings = {**options.settings(), "content": args.content, "style": args.style,
+                "content_mask": args.content_mask, "style_mask": args.style_mask}
+    return run_with_snapshots(
+        args, Path(args.output), settings,
+        lambda callbacks, resume: photo_tensor(*inputs, options, callbacks, resume,
+                                               progress=not args.quiet),
+        recording_callbacks(args.record, args.record_frames, args.plot))
+
+
+def _configure_matte(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", help="photo to cut out")
+    marks = p.add_mutually_exclusive_group(required=True)
+    marks.add_argument("--trimap", help="white = foreground, black = background, grey = unknown")
+    marks.add_argument("--scribbles", help="white and black strokes on a grey canvas")
+    p.add_argument("-o", "--output", required=True, help="alpha matte to write (greyscale)")
+    p.add_argument("--composite", metavar="BACKGROUND",
+                   help="image or colour (e.g. '#00ff00') to put the foreground onto")
+    p.add_argument("-o2", "--composite-output", metavar="OUT",
+                   help="where to write the composite")
+
+
+@command("matte", "closed-form alpha matte: IMAGE (--trimap T | --scribbles S) -o ALPHA.png",
+         _configure_matte)
+def matte_command(args: argparse.Namespace) -> int:
+    if bool(args.composite) != bool(args.composite_output):
+        raise BrushworkError("--composite BACKGROUND and -o2/--composite-output OUT go together")
+    io.output_format(args.output)
+    if args.composite_output:
+        io.output_format(args.composite_output)
+    alpha = matte(args.image, trimap=args.trimap, scribbles=args.scribbles)
+    grey = Image.fromarray((alpha * 255.0 + 0.5).astype(np.uint8), "L")
+    io.atomic_write(args.output, grey.save)
+    print(f"wrote {args.output}")
+    if args.composite:
+        io.save_image(replace_background(args.image, alpha, args.composite),
+                      args.composite_output)
+        print(f"wrote {args.composite_output}")
+    return 0

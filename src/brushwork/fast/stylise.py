@@ -1,0 +1,291 @@
+"""Stylising with a trained network: one forward pass per image, folder or video frame.
+
+Any size fits: an image whose activations would not fit in memory is cut into overlapping
+tiles, each run on the device while the whole image stays in host memory. Two things keep
+the tiles from showing:
+
+* instance normalisation would see different statistics in each tile (a dark tile would be
+  brightened), so every normalisation layer is first measured once on the whole image,
+  downscaled to fit, and the tiles are normalised with those shared statistics;
+* tiles overlap by four times the network's receptive radius and are blended with
+  raised-cosine ramps across the overlap, so the pixels near a tile's edge (which saw
+  reflected padding, not the neighbour) get little weight and fade into the next tile's
+  interior instead of meeting it at a seam. (Twice the radius left errors of 0.05 at
+  the edges of a test network; four times, under 0.01.)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from brushwork import colour, io
+from brushwork.errors import BrushworkError
+from brushwork.fast.model import FastModel, load_model
+from brushwork.fast.network import STRIDE, TransformerNet
+from brushwork.fast.train import IMAGE_SUFFIXES
+from brushwork.optimise import resize
+from brushwork.runtime import autocast, pick_device, resolve_precision
+
+#: Share of free memory one forward pass may take (the rest is for the image, the output
+#: accumulator and whatever else runs).
+MEMORY_SHARE = 0.4
+
+
+@dataclass
+class FastOptions:
+    """Settings of a fast stylisation; the defaults give the network's plain output."""
+
+    strength: float = 1.0
+    preserve_colour: str = "none"
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 4
+    size: int | None = None
+    max_tile: int | None = None
+
+    def check(self) -> FastOptions:
+        if not 0.0 <= self.strength <= 1.0:
+            raise BrushworkError(f"--strength {self.strength}: give a value from 0 (the photo) "
+                                 "to 1 (fully stylised)")
+        if self.preserve_colour not in colour.COLOUR_MODES:
+            raise BrushworkError(f"--preserve-colour {self.preserve_colour!r}: use one of "
+                                 f"{', '.join(colour.COLOUR_MODES)}")
+        if self.batch_size < 1:
+            raise BrushworkError("--batch-size must be at least 1")
+        if self.size is not None:
+            io.check_size(self.size)
+        if self.max_tile is not None and self.max_tile < 64:
+            raise BrushworkError(f"--max-tile {self.max_tile}: use at least 64 pixels")
+        return self
+
+
+def receptive_radius(net: TransformerNet) -> int:
+    """How far (in pixels) an output pixel sees: 9x9 in and out, two 3x3 at 1/2 and 1/4
+    resolution each way, and two 3x3 at 1/4 resolution per residual block."""
+    return 4 + 1 + 2 + 8 * net.residual_blocks + 2 + 1 + 4
+
+
+def bytes_per_pixel(net: TransformerNet, dtype: torch.dtype) -> int:
+    """Peak activation memory of one forward pass per input pixel, with margin.
+
+    The peak is at the last upsampling: the 2c-channel upsampled map, its reflection-padded
+    copy and the c-channel convolution and normalisation outputs live together at full
+    resolution (about 6c values per pixel), plus the input and output.
+    """
+    element = torch.finfo(dtype).bits // 8
+    return 2 * element * (6 * net.channels + 12)
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on the device: CUDA's own count, else the OS's available memory."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2 << 30
+
+
+def _norms(net: nn.Module) -> list[nn.GroupNorm]:
+    return [m for m in net.modules() if isinstance(m, nn.GroupNorm)]
+
+
+@torch.no_grad()
+def norm_statistics(net: TransformerNet, image: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """Per normalisation layer, the (mean, variance) of its input on ``image``, per channel."""
+    stats: list[tuple[torch.Tensor, ...]] = []
+
+    def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        x = args[0].float()
+        stats.append((x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), keepdim=True,
+                                                                unbiased=False)))
+
+    hooks = [m.register_forward_pre_hook(record) for m in _norms(net)]
+    try:
+        net(image)
+    finally:
+        for h in hooks:
+            h.remove()
+    return stats
+
+
+@contextmanager
+def shared_statistics(net: TransformerNet,
+                      stats: list[tuple[torch.Tensor, ...]]) -> Iterator[None]:
+    """Make every normalisation layer use the given statistics instead of its input's."""
+    norms = _norms(net)
+
+    def fixed(module: nn.GroupNorm, mean: torch.Tensor, var: torch.Tensor):
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            scale = module.weight.view(1, -1, 1, 1) * torch.rsqrt(var + module.eps)
+            shift = module.bias.view(1, -1, 1, 1) - mean * scale
+            return x * scale.to(x.dtype) + shift.to(x.dtype)
+        return forward
+
+    for module, (mean, var) in zip(norms, stats, strict=True):
+        module.forward = fixed(module, mean, var)  # the instance attribute shadows the class's
+    try:
+        yield
+    finally:
+        for module in norms:
+            del module.forward
+
+
+def ramp_window(length: int, start: int, end: int, total: int, overlap: int) -> torch.Tensor:
+    """1-D blending weights of a tile covering start..end of total: raised-cosine ramps over
+    ``overlap`` pixels on the sides that meet another tile, flat 1 elsewhere."""
+    w = torch.ones(length)
+    ramp = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(overlap) + 0.5) / overlap)
+    if start > 0:
+        w[:overlap] = ramp
+    if end < total:
+        w[-overlap:] = torch.minimum(w[-overlap:], ramp.flip(0))
+    return w
+
+
+def tile_starts(total: int, tile: int, overlap: int) -> list[int]:
+    """Evenly spread tile starts that cover 0..total with at least ``overlap`` in common."""
+    if tile >= total:
+        return [0]
+    n = math.ceil((total - overlap) / (tile - overlap))
+    return [round(i * (total - tile) / (n - 1)) for i in range(n)]
+
+
+class Stylist:
+    """A loaded model on a device, ready to stylise batches of images (tensors in 0..1)."""
+
+    def __init__(self, model: FastModel | str | os.PathLike,
+                 options: FastOptions | None = None) -> None:
+        self.options = (options or FastOptions()).check()
+        self.model = model if isinstance(model, FastModel) else load_model(model)
+        self.device = pick_device(self.options.device)
+        self.dtype = resolve_precision(self.options.precision, self.device)
+        self.net = self.model.net.to(self.device, memory_format=torch.channels_last).eval()
+        self.radius = receptive_radius(self.net)
+
+    def max_pixels(self) -> int:
+        """Pixels one forward pass may take: from --max-tile, else from free memory."""
+        if self.options.max_tile:
+            return self.options.max_tile ** 2
+        budget = MEMORY_SHARE * free_memory(self.device)
+        return max(256 * 256, int(budget // bytes_per_pixel(self.net, self.dtype)))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, memory_format=torch.channels_last)
+        with autocast(self.device, self.dtype):
+            return self.net(x).float()
+
+    @torch.no_grad()
+    def network(self, images: torch.Tensor, stats_pixels: int | None = None) -> torch.Tensor:
+        """The raw network output on the CPU, tiled when the batch does not fit in one pass.
+
+        ``stats_pixels`` caps the size of the downscaled whole image that the normalisation
+        statistics of a tiled run come from (the memory limit unless given).
+        """
+        n, _, h, w = images.shape
+        limit = self.max_pixels()
+        if n * h * w <= limit:
+            return self._forward(images).cpu()
+        if n > 1:
+            return torch.cat([self.network(images[i:i + 1], stats_pixels) for i in range(n)])
+        return self._tiled(images, limit, stats_pixels or limit)
+
+    def _tiled(self, image: torch.Tensor, limit: int, stats_pixels: int) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        k = min(1.0, math.sqrt(stats_pixels / (h * w)))
+        whole = resize(image, max(16, round(h * k)), max(16, round(w * k)))
+        stats = norm_statistics(self.net, whole.to(self.device,
+                                                   memory_format=torch.channels_last))
+        overlap = 4 * self.radius
+        side = max(2 * overlap + STRIDE, int(math.isqrt(limit)) // STRIDE * STRIDE)
+        out = torch.zeros(1, 3, h, w)
+        weight = torch.zeros(1, 1, h, w)
+        with shared_statistics(self.net, stats):
+            for y in tile_starts(h, side, overlap):
+                for x in tile_starts(w, side, overlap):
+                    y1, x1 = min(h, y + side), min(w, x + side)
+                    tile = self._forward(image[..., y:y1, x:x1]).cpu()
+                    win = (ramp_window(y1 - y, y, y1, h, overlap)[:, None]
+                           * ramp_window(x1 - x, x, x1, w, overlap)[None, :])
+                    out[..., y:y1, x:x1] += tile * win
+                    weight[..., y:y1, x:x1] += win
+        return out / weight
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Stylise a batch (N, 3, H, W) in 0..1: network, colour step, strength; on the CPU."""
+        images = images.float().cpu()
+        return finish(self.network(images), images, self.options)
+
+
+def finish(output: torch.Tensor, content: torch.Tensor, options: FastOptions) -> torch.Tensor:
+    """Colour preservation as in the artistic mode, then blend with the photo by strength.
+
+    ``luminance`` keeps the output's luminance with the photo's chrominance; ``histogram``
+    recolours the output to the photo's colour mean and covariance.
+    """
+    if options.preserve_colour == "luminance":
+        output = colour.restore_chrominance(output, content)
+    elif options.preserve_colour == "histogram":
+        output = torch.cat([colour.match_histogram(o[None], c[None])
+                            for o, c in zip(output, content, strict=True)])
+    return torch.lerp(content, output, options.strength).clamp(0, 1)
+
+
+def stylise_image(stylist: Stylist, source: str | os.PathLike, output: str | os.PathLike) -> Path:
+    """One image file to one image file."""
+    io.output_format(output)
+    image = io.load_image(source, stylist.options.size)
+    return io.save_image(stylist(image), output)
+
+
+def _batches(files: list[Path], size: int | None,
+             batch: int) -> Iterator[tuple[list[Path], torch.Tensor]]:
+    """Consecutive images of equal size grouped into batches of at most ``batch``."""
+    group: list[tuple[Path, torch.Tensor]] = []
+    for path in files:
+        try:
+            image = io.load_image(path, size)
+        except BrushworkError as exc:
+            warnings.warn(f"skipped: {exc}", stacklevel=2)
+            continue
+        if group and (len(group) == batch or group[0][1].shape != image.shape):
+            yield [p for p, _ in group], torch.cat([t for _, t in group])
+            group = []
+        group.append((path, image))
+    if group:
+        yield [p for p, _ in group], torch.cat([t for _, t in group])
+
+
+def stylise_folder(stylist: Stylist, folder: str | os.PathLike,
+                   output: str | os.PathLike, progress: bool = True) -> list[Path]:
+    """Every image in ``folder`` (not recursive) into ``output``, same names, batched."""
+    from tqdm import tqdm
+
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise BrushworkError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    out_dir = Path(output)
+    written = []
+    with tqdm(total=len(files), unit="image", disable=not progress or None) as bar:
+        for paths, batch in _batches(files, stylist.options.size, stylist.options.batch_size):
+            for path, image in zip(paths, stylist(batch), strict=True):
+                suffix = path.suffix if path.suffix.lower() in io.SAVE_FORMATS else ".png"
+                written.append(io.save_image(image, out_dir / f"{path.stem}{suffix}"))
+            bar.update(len(paths))
+    return written

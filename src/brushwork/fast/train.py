@@ -1,0 +1,520 @@
+"""Training a fast-style network (Johnson et al. 2016): the artistic loss drives its weights.
+
+The loss is brushwork's own (``losses``: content, Gram/style, total variation, each
+normalised so the weights mean the same at any size) on ``vgg.Features``, with the style
+image's Gram matrices computed once. Each step takes a batch of random crops (with random
+scale and horizontal flips) from a folder of photos.
+
+Reproducibility is by position, not by process: sample ``p`` of the run (batch ``p // B``)
+is always the same file with the same crop, whoever loads it. So a resumed run continues
+the exact stream, and under ``torchrun`` rank ``r`` of ``W`` takes positions ``r, r + W,
+...`` of each global batch: with per-image losses averaged, DistributedDataParallel then
+computes the same update as one process on the whole batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from brushwork import io
+from brushwork.artistic import StyleOptions
+from brushwork.cli import EXAMPLES
+from brushwork.errors import BrushworkError
+from brushwork.fast.model import CHECKPOINT_KIND, FastModel, save_model
+from brushwork.fast.network import TransformerNet
+from brushwork.io import atomic_write
+from brushwork.losses import content_loss, gram, style_loss, tv_loss
+from brushwork.runtime import autocast, pick_device, resolve_precision
+from brushwork.vgg import Features, check_layers
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+#: Validation images shown in each preview (the first ones of --val, sorted by name).
+PREVIEW_IMAGES = 4
+_ARTISTIC = StyleOptions()
+
+
+@dataclass
+class TrainOptions:
+    """Every setting of a training run. The loss defaults are the artistic mode's, so a
+    trained network aims at what `brushwork stylize` gives with its defaults."""
+
+    style: str
+    data: str
+    output: str
+    steps: int = 4000
+    batch_size: int = 8
+    size: int = 256
+    style_size: int = 512
+    channels: int = 16
+    residual_blocks: int = 5
+    content_layers: tuple[str, ...] = _ARTISTIC.content_layers
+    style_layers: tuple[str, ...] = _ARTISTIC.style_layers
+    content_weight: float = _ARTISTIC.content_weight
+    style_weight: float = _ARTISTIC.style_weight
+    tv_weight: float = _ARTISTIC.tv_weight
+    lr: float = 1e-3
+    seed: int = 0
+    pooling: str = "max"
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int = 2
+    minutes: float | None = None
+    val: str | None = None
+    preview_every: int = 500
+    checkpoint_every: int = 500
+    checkpoint: str | None = None
+    preview_dir: str | None = None
+    name: str | None = None
+    weights: str | None = None
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def check(self) -> TrainOptions:
+        """Validate everything before any heavy work, with one-line messages."""
+        io.check_size(self.size)
+        io.check_size(self.style_size, "--style-size")
+        check_layers(self.content_layers)
+        check_layers(self.style_layers)
+        for flag in ("steps", "batch_size", "channels"):
+            if getattr(self, flag) < 1:
+                raise BrushworkError(f"--{flag.replace('_', '-')} must be at least 1")
+        for flag in ("residual_blocks", "workers", "preview_every", "checkpoint_every",
+                     "content_weight", "style_weight", "tv_weight"):
+            if getattr(self, flag) < 0:
+                raise BrushworkError(f"--{flag.replace('_', '-')} must not be negative")
+        if self.lr <= 0:
+            raise BrushworkError("--lr must be above 0, e.g. 0.001")
+        if self.minutes is not None and self.minutes <= 0:
+            raise BrushworkError("--minutes must be above 0")
+        if not Path(self.data).is_dir():
+            raise BrushworkError(f"{self.data}: not a folder; give --data a folder of photos")
+        return self
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.checkpoint or f"{self.output}.ckpt")
+
+    @property
+    def preview_path(self) -> Path:
+        out = Path(self.output)
+        return Path(self.preview_dir) if self.preview_dir else out.with_name(f"{out.stem}_previews")
+
+    def settings(self) -> dict:
+        """What the result depends on, for checkpoints and the model file."""
+        skip = {"output", "checkpoint", "preview_dir", "progress", "workers", "extra"}
+        return {k: v for k, v in asdict(self).items() if k not in skip and v is not None}
+
+
+def style_path(style: str) -> Path:
+    """A style image file, or the bundled painting of that name (e.g. starry_night)."""
+    path = Path(style).expanduser()
+    if path.is_file():
+        return path
+    bundled = EXAMPLES / f"{style}.jpg"
+    if bundled.is_file():
+        return bundled
+    names = ", ".join(sorted(p.stem for p in EXAMPLES.glob("*.jpg")))
+    raise BrushworkError(f"{style}: no such style image file or bundled style ({names})")
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """Image files under ``folder`` (recursively, by suffix), sorted."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise BrushworkError(f"{root}: not a folder")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def readable_images(folder: str | os.PathLike) -> list[Path]:
+    """The images in ``folder`` whose headers Pillow accepts; the others skipped, counted once.
+
+    Only headers are checked (a full decode of a large set would take minutes); a file that
+    still fails to decode later is replaced by the next one by ``Crops``.
+    """
+    files = image_files(folder)
+    good, bad = [], []
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                img.verify()
+            good.append(path)
+        except Exception:  # Pillow raises many types for a damaged file
+            bad.append(path)
+    if not good:
+        found = f"{len(files)} unreadable" if files else "no"
+        raise BrushworkError(f"{folder}: {found} image files ({', '.join(IMAGE_SUFFIXES)}); "
+                             "give a folder of photos")
+    if bad:
+        warnings.warn(f"{folder}: skipped {len(bad)} unreadable of {len(files)} image files "
+                      f"(e.g. {bad[0].name})", stacklevel=2)
+    return good
+
+
+def random_crop(img: Image.Image, size: int, rng: random.Random) -> torch.Tensor:
+    """A ``size`` square crop after a random rescale (shorter side in size..2*size, never
+    enlarging beyond need), flipped left-right half the time, as a (3, size, size) tensor."""
+    w, h = img.size
+    short = min(w, h)
+    target = max(size, min(short, rng.randint(size, 2 * size)))
+    if target != short:
+        k = target / short
+        img = img.resize((max(size, round(w * k)), max(size, round(h * k))),
+                         Image.Resampling.BILINEAR)
+        w, h = img.size
+    x, y = rng.randint(0, w - size), rng.randint(0, h - size)
+    img = img.crop((x, y, x + size, y + size))
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return io.pil_to_tensor(img)[0]
+
+
+class Crops(Dataset):
+    """Random crops keyed by (file index, stream position): the position seeds the crop."""
+
+    def __init__(self, files: list[Path], size: int, seed: int) -> None:
+        self.files, self.size, self.seed = files, size, seed
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
+        index, position = key
+        rng = random.Random(self.seed * 1_000_003 + position)
+        for attempt in range(len(self.files)):
+            path = self.files[(index + attempt) % len(self.files)]
+            try:
+                return random_crop(io.open_image(path), self.size, rng)
+            except BrushworkError:
+                warnings.warn(f"{path}: cannot be decoded; skipped", stacklevel=1)
+        raise BrushworkError("no image of the data folder can be decoded")
+
+
+class GlobalBatches(Sampler):
+    """Batch ``k`` of the run is positions k*B .. k*B+B-1 of an endless stream of shuffled
+    epochs; this rank yields every ``world``-th of them, starting at ``rank``."""
+
+    def __init__(self, files: int, batch_size: int, seed: int, start: int, steps: int,
+                 rank: int = 0, world: int = 1) -> None:
+        self.files, self.batch_size, self.seed = files, batch_size, seed
+        self.start, self.steps, self.rank, self.world = start, steps, rank, world
+        self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+    def _file(self, position: int) -> int:
+        epoch, i = divmod(position, self.files)
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            self._epoch, self._order = epoch, torch.randperm(self.files, generator=gen)
+        return int(self._order[i])
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        b = self.batch_size
+        for step in range(self.start, self.steps):
+            yield [(self._file(p), p) for p in range(step * b + self.rank, (step + 1) * b,
+                                                     self.world)]
+
+
+class PerceptualLoss(torch.nn.Module):
+    """content + style + tv of a batch of outputs against their inputs and one style.
+
+    The content term is averaged per image (each image against its own magnitude), so the
+    loss of a batch is the mean of its images' losses and splits exactly across processes.
+    """
+
+    def __init__(self, net: Features, style: torch.Tensor, options: TrainOptions,
+                 dtype: torch.dtype) -> None:
+        super().__init__()
+        self.net, self.options, self.dtype = net, options, dtype
+        with torch.no_grad(), autocast(style.device, dtype):
+            feats = net(style)
+            self.style_targets = {n: gram(feats[n]) for n in options.style_layers}
+
+    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        o = self.options
+        with autocast(output.device, self.dtype):
+            with torch.no_grad():
+                targets = self.net(content)
+            feats = self.net(output)
+        c = sum(torch.stack([content_loss(feats[n][i:i + 1], targets[n][i:i + 1])
+                             for i in range(len(output))]).mean()
+                for n in o.content_layers) / len(o.content_layers)
+        s = 0.0
+        for n in o.style_layers:
+            g = gram(feats[n])
+            s = s + style_loss(g, self.style_targets[n].expand_as(g)) / len(o.style_layers)
+        t = tv_loss(output)
+        total = o.content_weight * c + o.style_weight * s + o.tv_weight * t
+        return {"content": c, "style": s, "tv": t, "total": total}
+
+
+@dataclass
+class Ranks:
+    """Where this process stands in a (possibly one-process) run."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+@contextmanager
+def distributed(device_name: str) -> Iterator[Ranks]:
+    """One process, or under torchrun (WORLD_SIZE > 1) a process group: NCCL on GPUs,
+    gloo on CPUs, one GPU per local rank."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(device_name)
+    if world == 1:
+        yield Ranks(0, 1, device)
+        return
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield Ranks(dist.get_rank(), world, device)
+    finally:
+        dist.destroy_process_group()
+
+
+@dataclass
+class TrainResult:
+    """What a run gives back: the model, and the losses seen by this process per step."""
+
+    model: FastModel
+    history: list[dict[str, float]]
+    validation: list[tuple[int, float]]
+    steps: int
+    seconds: float
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A training checkpoint, or a one-line error."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BrushworkError(f"{path}: no checkpoint there; run without --resume") from None
+    except Exception as exc:  # a damaged pickle can raise almost anything
+        raise BrushworkError(f"{path}: not a readable checkpoint ({type(exc).__name__}); "
+                             "delete it and start again") from None
+    if not isinstance(payload, dict) or payload.get("kind") != CHECKPOINT_KIND:
+        raise BrushworkError(f"{path}: not a brushwork training checkpoint")
+    return payload
+
+
+class Trainer:
+    """One training run: built from options, then ``run()``; rank 0 alone writes files."""
+
+    def __init__(self, options: TrainOptions, ranks: Ranks, resume: bool = False) -> None:
+        self.o = options.check()
+        self.ranks = ranks
+        device = ranks.device
+        if options.batch_size % ranks.world:
+            raise BrushworkError(f"--batch-size {options.batch_size} does not split over "
+                                 f"{ranks.world} processes; use a multiple of {ranks.world}")
+        self.dtype = resolve_precision(options.precision, device)
+        self.style_file = style_path(options.style)
+        self.style_name = options.name or self.style_file.stem
+        self.files = readable_images(options.data)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels
+        torch.manual_seed(options.seed)
+        self.net = TransformerNet(options.channels, options.residual_blocks)
+        self.net = self.net.to(device, memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=options.lr)
+        # Loss scaling only for float16; bfloat16 and float32 have float32's range.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        self.step, self.seconds_before = 0, 0.0
+        if resume:
+            self._resume(load_checkpoint(options.checkpoint_path))
+        features = Features(tuple(options.content_layers) + tuple(options.style_layers),
+                            options.pooling, _vgg_state(options.weights))
+        features = features.to(device, memory_format=torch.channels_last)
+        style = io.load_image(self.style_file, options.style_size).to(device)
+        self.loss = PerceptualLoss(features, style, options, self.dtype)
+        self.model = self.net
+        if ranks.world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+        self.previews = self._preview_images() if ranks.main else []
+
+    def _resume(self, ckpt: dict) -> None:
+        if ckpt["config"] != self.net.config():
+            raise BrushworkError(f"{self.o.checkpoint_path}: checkpoint is of a network "
+                                 f"{ckpt['config']}, not {self.net.config()}; use the same "
+                                 "--channels and --residual-blocks, or start again")
+        if ckpt["settings"] != self.o.settings() and self.ranks.main:
+            changed = sorted(k for k in set(ckpt["settings"]) | set(self.o.settings())
+                             if ckpt["settings"].get(k) != self.o.settings().get(k))
+            warnings.warn(f"resuming with changed settings: {', '.join(changed)}", stacklevel=2)
+        self.net.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.step, self.seconds_before = ckpt["step"], ckpt.get("seconds", 0.0)
+
+    def _preview_images(self) -> list[torch.Tensor]:
+        """The first --val images (or the bundled photos) at the training size."""
+        if self.o.val:
+            files = readable_images(self.o.val)[:PREVIEW_IMAGES]
+        else:
+            files = [EXAMPLES / "tubingen.jpg", EXAMPLES / "chelsea.jpg"]
+        return [io.load_image(f, self.o.size).to(self.ranks.device) for f in files]
+
+    def loader(self) -> DataLoader:
+        sampler = GlobalBatches(len(self.files), self.o.batch_size, self.o.seed, self.step,
+                                self.o.steps, self.ranks.rank, self.ranks.world)
+        workers = self.o.workers
+        return DataLoader(Crops(self.files, self.o.size, self.o.seed), batch_sampler=sampler,
+                          num_workers=workers, pin_memory=self.ranks.device.type == "cuda",
+                          prefetch_factor=4 if workers else None)
+
+    def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One Adam step on a batch of this rank's crops; returns the detached loss terms."""
+        batch = batch.to(self.ranks.device, non_blocking=True)
+        batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast(self.ranks.device, self.dtype):
+            output = self.model(batch)
+        terms = self.loss(output.float(), batch)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(terms["total"]).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.step += 1
+        return {k: v.detach() for k, v in terms.items()}
+
+    @torch.no_grad()
+    def validate(self) -> tuple[float, list[torch.Tensor]]:
+        """Mean loss on the preview images and their stylised versions, in eval mode."""
+        self.net.eval()
+        outputs, total = [], 0.0
+        for image in self.previews:
+            with autocast(self.ranks.device, self.dtype):
+                out = self.net(image.contiguous(memory_format=torch.channels_last)).float()
+            total += float(self.loss(out, image)["total"])
+            outputs.append(out)
+        self.net.train()
+        return total / max(1, len(self.previews)), outputs
+
+    def write_preview(self, outputs: list[torch.Tensor]) -> Path:
+        """Each preview photo above its stylised version, side by side, as one JPEG."""
+        tiles = [torch.cat([image, out], dim=2) for image, out in zip(self.previews, outputs,
+                                                                       strict=True)]
+        height = max(t.shape[2] for t in tiles)
+        row = torch.cat([torch.nn.functional.pad(t, (0, 4, 0, height - t.shape[2]), value=1.0)
+                         for t in tiles], dim=3)
+        return io.save_image(row, self.o.preview_path / f"step_{self.step:06d}.jpg")
+
+    def save_checkpoint(self, seconds: float) -> Path:
+        """Write everything needed to resume, atomically: a crash never leaves half a file."""
+        payload = {"kind": CHECKPOINT_KIND, "model": self.net.state_dict(),
+                   "optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(),
+                   "step": self.step, "config": self.net.config(), "style": self.style_name,
+                   "settings": self.o.settings(), "seconds": self.seconds_before + seconds}
+        payload["model"] = {k: v.detach().cpu() for k, v in payload["model"].items()}
+        return atomic_write(self.o.checkpoint_path, lambda p: torch.save(payload, p))
+
+    def _out_of_time(self, start: float) -> bool:
+        """Whether the --minutes budget is spent; rank 0's clock decides for every rank, every
+        tenth step (a broadcast per step would stall the GPUs)."""
+        if self.o.minutes is None:
+            return False
+        late = time.perf_counter() - start > 60 * self.o.minutes
+        if self.ranks.world == 1:
+            return late
+        if self.step % 10:
+            return False
+        flag = torch.tensor(float(late), device=self.ranks.device)
+        dist.broadcast(flag, 0)
+        return bool(flag)
+
+    def run(self) -> TrainResult:
+        """Train to --steps (or until --minutes run out), then write the model and checkpoint."""
+        o, main = self.o, self.ranks.main
+        start, first = time.perf_counter(), self.step
+        history: list[dict[str, torch.Tensor]] = []
+        validation: list[tuple[int, float]] = []
+        bar = tqdm(total=o.steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   desc=f"training {self.style_name}", disable=not (o.progress and main) or None)
+        try:
+            for batch in self.loader():
+                history.append(self.train_step(batch))
+                bar.update(1)
+                if self.step % 10 == 0 or self.step == o.steps:
+                    self._report(bar, history[-1])
+                if main and o.checkpoint_every and self.step % o.checkpoint_every == 0:
+                    self.save_checkpoint(time.perf_counter() - start)
+                if main and o.preview_every and self.step % o.preview_every == 0:
+                    validation.append(self._preview(bar))
+                if self._out_of_time(start):
+                    break
+        except KeyboardInterrupt:
+            if main:
+                self.save_checkpoint(time.perf_counter() - start)
+                bar.write(f"interrupted at step {self.step}; checkpoint {o.checkpoint_path}")
+            raise
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - start
+        settings = {**o.settings(), "steps": self.step, "device": _device_name(self.ranks),
+                    "processes": self.ranks.world,
+                    "seconds": round(self.seconds_before + seconds, 1)}
+        model = FastModel(self.net.eval(), self.style_name, settings)
+        if main:
+            self.save_checkpoint(time.perf_counter() - start)
+            if o.preview_every and (not validation or validation[-1][0] != self.step):
+                validation.append(self._preview(bar))
+            model.path = save_model(self.net, o.output, self.style_name, settings)
+            if self.step > first:
+                print(f"trained {self.step - first} steps in {seconds:.0f} s "
+                      f"({(self.step - first) / seconds:.2f} steps/s); wrote {o.output}")
+        values = [{k: float(v) for k, v in h.items()} for h in history]
+        return TrainResult(model, values, validation, self.step, seconds)
+
+    def _report(self, bar: tqdm, terms: dict[str, torch.Tensor]) -> None:
+        values = {k: float(v) for k, v in terms.items()}
+        if not math.isfinite(values["total"]):
+            raise BrushworkError(f"the loss became NaN or infinite at step {self.step}; lower "
+                                 "--lr or the weights, or use --precision float32")
+        bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+
+    def _preview(self, bar: tqdm) -> tuple[int, float]:
+        loss, outputs = self.validate()
+        path = self.write_preview(outputs)
+        bar.write(f"step {self.step}: validation loss {loss:.4g}; preview {path}")
+        return self.step, loss
+
+
+def _device_name(ranks: Ranks) -> str:
+    if ranks.device.type == "cuda":
+        return torch.cuda.get_device_name(ranks.device)
+    return "cpu"
+
+
+def _vgg_state(path: str | None) -> dict[str, torch.Tensor]:
+    from brushwork import weights
+
+    return weights.load(path)
+
+
+def train(options: TrainOptions, resume: bool = False) -> TrainResult:
+    """Train a network as ``options`` say, in one process or as one rank under torchrun."""
+    with distributed(options.device) as ranks:
+        return Trainer(options, ranks, resume).run()

@@ -1,0 +1,139 @@
+"""Artistic transfer with the real VGG-19 at small sizes: figures asserted, not printed."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from brushwork import colour, io
+from brushwork.artistic import StyleOptions, stylize, stylize_tensor
+from brushwork.errors import BrushworkError
+from brushwork.losses import gram
+from brushwork.optimise import Interrupted
+from brushwork.vgg import Features
+
+LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+SMALL = dict(size=64, iterations=25, scales=1, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def net(vgg_state):
+    return Features((*LAYERS, "relu4_2"), state=vgg_state)
+
+
+def distances(net, image, content, style):
+    """(style distance, content distance) in the scorer's relative form."""
+    with torch.no_grad():
+        fi, fc, fs = net(image), net(content), net(style)
+    s = sum((torch.linalg.norm(gram(fi[n]) - gram(fs[n])) / torch.linalg.norm(gram(fs[n])))
+            for n in LAYERS) / len(LAYERS)
+    c = torch.linalg.norm(fi["relu4_2"] - fc["relu4_2"]) / torch.linalg.norm(fc["relu4_2"])
+    return float(s), float(c)
+
+
+@pytest.fixture(scope="module")
+def pair(examples):
+    content = io.load_image(examples / "tubingen.jpg", 64)
+    style = io.load_image(examples / "starry_night.jpg", 64)
+    return content, style
+
+
+def test_style_distance_falls_and_content_is_kept(net, pair, vgg_state):
+    content, style = pair
+    out = stylize_tensor(content, [style], StyleOptions(**SMALL), progress=False)
+    s0, _ = distances(net, content, content, style)
+    s1, c1 = distances(net, out, content, style)
+    style_resized = F.interpolate(style, size=content.shape[-2:])
+    _, c_style = distances(net, style_resized, content, style)
+    assert s1 < 0.5 * s0, (s0, s1)
+    # Content kept: deep features nearer the photo than the painting's are, and the layout
+    # (an 8x8 average) nearly unchanged.
+    assert c1 < 0.85 * c_style, (c1, c_style)
+    layout = (F.adaptive_avg_pool2d(out, 8) - F.adaptive_avg_pool2d(content, 8)).abs().mean()
+    layout_style = (F.adaptive_avg_pool2d(style_resized, 8)
+                    - F.adaptive_avg_pool2d(content, 8)).abs().mean()
+    assert layout < 0.5 * layout_style, (layout, layout_style)
+    assert out.shape == content.shape and 0 <= out.min() and out.max() <= 1
+
+
+def test_more_style_weight_means_closer_to_style(net, pair):
+    content, style = pair
+    light = stylize_tensor(content, [style], StyleOptions(**SMALL, style_weight=1), progress=False)
+    heavy = stylize_tensor(content, [style], StyleOptions(**SMALL, style_weight=300),
+                           progress=False)
+    (s_l, c_l), (s_h, c_h) = distances(net, light, content, style), \
+        distances(net, heavy, content, style)
+    assert s_h < s_l and c_h > c_l
+
+
+def test_blend_weights_choose_between_styles(net, pair, examples):
+    content, starry = pair
+    wave = io.load_image(examples / "wave.jpg", 64)
+    options = dict(SMALL, iterations=30)
+    out = stylize_tensor(content, [starry, wave], StyleOptions(**options, style_blend=(1, 0)),
+                         progress=False)
+    assert distances(net, out, content, starry)[0] < distances(net, out, content, wave)[0]
+
+
+def test_luminance_preservation_keeps_content_chrominance(pair):
+    content, style = pair
+    out = stylize_tensor(content, [style], StyleOptions(**dict(SMALL, iterations=10),
+                                                        preserve_colour="luminance"),
+                         progress=False)
+    iq_out, iq_content = colour.rgb_to_yiq(out)[:, 1:], colour.rgb_to_yiq(content)[:, 1:]
+    # Clipping to 0..1 can shift saturated pixels a little; on average chrominance is kept.
+    assert (iq_out - iq_content).abs().mean() < 0.01
+
+
+def test_histogram_matching_moves_style_colours_to_content():
+    content = torch.rand(1, 3, 16, 16) * 0.2 + torch.tensor([0.7, 0.2, 0.1]).view(1, 3, 1, 1)
+    style = torch.rand(1, 3, 16, 16) * 0.5 + torch.tensor([0.0, 0.3, 0.5]).view(1, 3, 1, 1)
+    matched = colour.match_histogram(style, content)
+    assert torch.allclose(matched.mean(dim=(2, 3)), content.mean(dim=(2, 3)), atol=0.02)
+
+
+def test_interrupt_keeps_image_and_resume_finishes(pair):
+    content, style = pair
+    options = StyleOptions(**dict(SMALL, iterations=12))
+
+    def stop_at_five(step):
+        if step.done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as stop:
+        stylize_tensor(content, [style], options, [stop_at_five], progress=False)
+    assert stop.value.checkpoint.iteration == 5
+    assert not torch.equal(stop.value.image, content)
+    seen = []
+    stylize_tensor(content, [style], options, [lambda s: seen.append(s.done)],
+                   resume=stop.value.checkpoint, progress=False)
+    assert seen == list(range(6, 13))
+
+
+def test_pyramid_runs_coarse_to_fine(pair):
+    content, style = pair
+    sizes = []
+    stylize_tensor(content, [style], StyleOptions(size=64, iterations=(2, 2, 2), scales=3,
+                                                  device="cpu"),
+                   [lambda s: sizes.append(tuple(s.image.shape[-2:]))], progress=False)
+    assert sizes[0][1] < sizes[2][1] < sizes[-1][1] == 64
+
+
+def test_python_api_returns_pil_image(examples):
+    img = stylize(examples / "tubingen.jpg", examples / "wave.jpg", size=48, iterations=3,
+                  scales=1)
+    assert max(img.size) == 48 and img.mode == "RGB"
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(content_layers=("relu9_9",)), "unknown VGG-19 layer"),
+    (dict(style_layer_weights=(1.0,)), "one weight per layer"),
+    (dict(style_weight=-1), "must not be negative"),
+    (dict(iterations=0), "at least 1"),
+    (dict(init="nowhere.png"), "init"),
+    (dict(preserve_colour="sepia"), "preserve-colour"),
+    (dict(size=0), "too small"),
+])
+def test_bad_options_get_one_line_errors(bad, match):
+    with pytest.raises(BrushworkError, match=match) as err:
+        StyleOptions(**bad).check()
+    assert "\n" not in str(err.value)

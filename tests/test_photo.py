@@ -1,0 +1,239 @@
+"""Tests for brushwork.photo and the photo/matte commands, with the real VGG-19 at tiny sizes."""
+
+from __future__ import annotations
+
+import io as bytes_io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_matting import synthetic_matte, trimap_from_alpha
+
+from brushwork import cli, io
+from brushwork.artistic import ArtisticLoss, StyleOptions
+from brushwork.errors import BrushworkError
+from brushwork.losses import gram
+from brushwork.matting import matting_energy, matting_laplacian
+from brushwork.photo import (
+    PALETTE,
+    PhotoOptions,
+    RegionStyleLoss,
+    auto_labels,
+    layer_masks,
+    load_inputs,
+    match_regions,
+    matte,
+    photo_transfer,
+    read_labels,
+    region_masks,
+    style_distance,
+)
+from brushwork.vgg import Features
+
+NAMES = list(PALETTE)
+RED, BLUE, GREEN, YELLOW = (NAMES.index(c) for c in ("red", "blue", "green", "yellow"))
+STYLE_LAYERS = StyleOptions().style_layers
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny images: on a busy machine a second thread waiting for a core made steps 5x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def net(vgg_state: dict[str, torch.Tensor]) -> Features:
+    return Features(STYLE_LAYERS + ("relu4_2",), state=vgg_state)
+
+
+@pytest.fixture(scope="module")
+def pair(shared: Path) -> dict[str, Path]:
+    photo = shared / "photo"
+    return {"content": photo / "input" / "in1.png", "style": photo / "style" / "tar1.png",
+            "content_mask": photo / "segmentation" / "in1.png",
+            "style_mask": photo / "segmentation" / "tar1.png"}
+
+
+def label_image(height: int, width: int, colours: list[str]) -> np.ndarray:
+    """Vertical stripes of the named palette colours, as an 8-bit RGB label image."""
+    out = np.zeros((height, width, 3), dtype=np.uint8)
+    for i, name in enumerate(colours):
+        out[:, i * width // len(colours):(i + 1) * width // len(colours)] = PALETTE[name]
+    return out
+
+
+def test_palette_snapping_removes_jpeg_noise_labels() -> None:
+    truth = label_image(64, 96, ["red", "blue", "white"])
+    truth[20:44, 40:60] = PALETTE["yellow"]
+    buffer = bytes_io.BytesIO()
+    Image.fromarray(truth).save(buffer, format="JPEG", quality=40)
+    noisy = np.asarray(Image.open(buffer).convert("RGB"))
+    assert len(np.unique(noisy.reshape(-1, 3), axis=0)) > 50  # JPEG made many colours
+
+    labels = read_labels(noisy, (64, 96))
+    expected = read_labels(truth, (64, 96))
+    assert sorted(np.unique(labels)) == sorted(np.unique(expected))
+    assert len(np.unique(labels)) == 4
+    assert (labels == expected).mean() > 0.98
+
+
+def test_mask_of_another_size_is_resized_with_a_warning() -> None:
+    content = Image.fromarray(np.full((64, 96, 3), 90, dtype=np.uint8))
+    mask = label_image(32, 48, ["red", "blue"])
+    with pytest.warns(UserWarning, match="content mask is 48x32 but the image is 96x64"):
+        _, _, content_labels, style_labels = load_inputs(content, content, mask,
+                                                         label_image(64, 96, ["red", "blue"]),
+                                                         size=48)
+    assert content_labels.shape == style_labels.shape == (64, 96)
+    assert np.array_equal(content_labels, style_labels)
+
+    with pytest.raises(BrushworkError, match="both a content mask and a style mask"):
+        load_inputs(content, content, mask, None, size=48)
+
+
+def test_unmatched_regions_are_reported_and_take_the_whole_style(net: Features) -> None:
+    content_labels = read_labels(label_image(32, 48, ["red", "blue", "green"]), (32, 48))
+    style_labels = read_labels(label_image(32, 48, ["yellow", "red", "blue"]), (32, 48))
+    with pytest.warns(UserWarning) as caught:
+        ids, style_ids, partners = match_regions(content_labels, style_labels, NAMES)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "content regions green have no partner" in messages
+    assert "style regions yellow have no partner" in messages
+    by_label = dict(zip(ids, partners, strict=True))
+    assert style_ids[by_label[RED]] == RED and style_ids[by_label[BLUE]] == BLUE
+    assert by_label[GREEN] is None and YELLOW in style_ids
+
+    style = torch.rand(1, 3, 32, 48)
+    loss = RegionStyleLoss(net, style, region_masks(style_labels, style_ids, 32, 48),
+                           region_masks(content_labels, ids, 32, 48), partners,
+                           {"relu2_1": 1.0}, torch.float32)
+    whole = gram(net(style)["relu2_1"])
+    green = ids.index(GREEN)
+    assert torch.equal(loss.targets["relu2_1"][green], whole)
+    assert not torch.allclose(loss.targets["relu2_1"][ids.index(RED)], whole)
+
+
+def test_masked_style_loss_of_one_region_is_the_plain_style_loss(net: Features) -> None:
+    rng = torch.Generator().manual_seed(0)
+    content, style = torch.rand(1, 3, 40, 56, generator=rng), torch.rand(1, 3, 48, 48,
+                                                                        generator=rng)
+    features = net(content)
+    everywhere = layer_masks(torch.ones(1, 1, 40, 56), STYLE_LAYERS)
+    for name in STYLE_LAYERS:
+        assert everywhere[name].shape[-2:] == features[name].shape[-2:]
+        assert torch.allclose(gram(features[name], everywhere[name]), gram(features[name]))
+
+    options = StyleOptions(style_layers=STYLE_LAYERS)
+    plain = ArtisticLoss(net, options, content, [style], [1.0], torch.float32)
+    single = np.zeros((48, 48), dtype=np.int64)
+    masked = RegionStyleLoss(net, style, region_masks(single, [0], 48, 48),
+                             region_masks(np.zeros((40, 56), dtype=np.int64), [0], 40, 56),
+                             [0], plain.style_w, torch.float32)
+    assert float(masked(features)) == pytest.approx(float(plain.style_term(features)), rel=1e-5)
+
+
+def test_automatic_labels_correspond_between_images(net: Features, pair: dict[str, Path]) -> None:
+    content = io.load_image(pair["content"], 96)
+    mirrored = content.flip(-1)
+    labels, mirrored_labels = auto_labels(content, mirrored, 2, net)
+    assert labels.shape == tuple(content.shape[-2:])
+    assert len(np.unique(labels)) == 2
+    assert (labels == mirrored_labels[:, ::-1]).mean() > 0.9
+
+
+def test_photo_transfer_moves_to_the_style_and_the_matting_term_keeps_it_photographic(
+        net: Features, pair: dict[str, Path]) -> None:
+    settings = dict(size=64, iterations=30, scales=1, matting_iterations=25, device="cpu")
+    content, style, content_labels, style_labels = load_inputs(*pair.values(), size=64)
+    laplacian = matting_laplacian(content[0].permute(1, 2, 0).double().numpy())
+    results = {}
+    for weight in (0.0, PhotoOptions().matting_weight):
+        out = io.pil_to_tensor(photo_transfer(*pair.values(), matting_weight=weight, **settings))
+        results[weight] = (style_distance(out, style, net, content_labels, style_labels),
+                           matting_energy(out[0].permute(1, 2, 0).double().numpy(), laplacian))
+    before = style_distance(content, style, net, content_labels, style_labels)
+    (free_style, free_energy), (kept_style, kept_energy) = results.values()
+    assert free_style < 0.5 * before and kept_style < 0.5 * before
+    assert kept_energy < 0.5 * free_energy
+
+
+def test_photo_command_with_automatic_regions(tmp_path: Path, pair: dict[str, Path]) -> None:
+    out = tmp_path / "photo.png"
+    code = cli.main(["photo", str(pair["content"]), str(pair["style"]), "-o", str(out),
+                     "--size", "48", "--iterations", "4", "--scales", "1",
+                     "--matting-iterations", "2", "--regions", "2", "--smooth", "--quiet",
+                     "--device", "cpu"])
+    assert code == 0
+    with Image.open(out) as written:
+        assert written.size == (48, 30)
+    assert io.read_metadata(out)["matting_iterations"] == 2
+
+
+def test_photo_command_refuses_a_single_mask(tmp_path: Path, pair: dict[str, Path],
+                                             capsys: pytest.CaptureFixture) -> None:
+    code = cli.main(["photo", str(pair["content"]), str(pair["style"]), "-o",
+                     str(tmp_path / "x.png"), "--content-mask", str(pair["content_mask"])])
+    assert code == 2
+    assert "give both a content mask and a style mask" in capsys.readouterr().err
+
+
+def to_pil(image: np.ndarray) -> Image.Image:
+    return Image.fromarray((image * 255 + 0.5).astype(np.uint8))
+
+
+def _synthetic_files(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    image, _, _, alpha = synthetic_matte()
+    path = tmp_path / "image.png"
+    to_pil(image).save(path)
+    return path, image, alpha
+
+
+def test_matte_command_writes_alpha_and_composite(tmp_path: Path) -> None:
+    image_path, _, alpha = _synthetic_files(tmp_path)
+    trimap = tmp_path / "trimap.png"
+    Image.fromarray(trimap_from_alpha(alpha)).save(trimap)
+    out, comp = tmp_path / "alpha.png", tmp_path / "green.png"
+    code = cli.main(["matte", str(image_path), "--trimap", str(trimap), "-o", str(out),
+                     "--composite", "#00ff00", "-o2", str(comp)])
+    assert code == 0
+    with Image.open(out) as written:
+        assert written.mode == "L" and written.size == (64, 64)
+        assert np.abs(np.asarray(written) / 255.0 - alpha).mean() < 0.02
+    green = np.asarray(io.open_image(comp))
+    assert np.array_equal(green[alpha == 0.0][0], [0, 255, 0])
+
+
+def test_all_foreground_trimap_is_refused_in_one_line(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    image_path, _, _ = _synthetic_files(tmp_path)
+    trimap = tmp_path / "white.png"
+    Image.new("L", (64, 64), 255).save(trimap)
+    code = cli.main(["matte", str(image_path), "--trimap", str(trimap), "-o",
+                     str(tmp_path / "a.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "need both foreground (white) and background (black)" in err
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_non_binary_scribbles_leave_soft_strokes_unknown() -> None:
+    image, _, _, alpha = synthetic_matte()
+    canvas = np.full(alpha.shape, 128, dtype=np.uint8)
+    canvas[30:34, 15:45] = 255
+    canvas[29, 15:45] = canvas[34, 15:45] = 200  # anti-aliased rims: neither white nor black
+    canvas[3:5, :] = canvas[60:62, :] = 0
+    canvas[5, :] = 60
+    # As a float tensor: 8-bit rounding of these smooth gradients alone costs 0.07 in alpha.
+    result = matte(torch.from_numpy(image).permute(2, 0, 1).float(), scribbles=canvas)
+    assert np.abs(result - alpha).mean() < 0.05
+
+    with pytest.raises(BrushworkError, match="both foreground"):
+        matte(to_pil(image), scribbles=np.full(alpha.shape, 200, np.uint8))
+    with pytest.raises(BrushworkError, match="exactly one of a trimap and scribbles"):
+        matte(to_pil(image))
