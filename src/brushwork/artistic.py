@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from brushwork import colour, io
@@ -19,6 +20,14 @@ from brushwork.errors import BrushworkError
 from brushwork.losses import content_loss, gram, style_loss, tv_loss
 from brushwork.optimise import Callback, Checkpoint, Scale, pyramid, resize, run
 from brushwork.runtime import autocast, pick_device, resolve_precision
+from brushwork.tiling import (
+    TiledProblem,
+    TiledStyle,
+    available_memory,
+    bytes_per_pixel,
+    choose_tile,
+    grid,
+)
 from brushwork.vgg import Features, check_layers
 
 ImageLike = str | os.PathLike | Image.Image | torch.Tensor
@@ -51,6 +60,8 @@ class StyleOptions:
     iterations: int | tuple[int, ...] = 100
     scales: int = 3
     pooling: str = "max"
+    tile: int | None = None      # None: chosen from free memory; 0: never tile
+    overlap: int = 64
     preserve_colour: str = "none"
     device: str = "auto"
     precision: str = "auto"
@@ -110,30 +121,41 @@ def blend_weights(count: int, blend: Sequence[float] | None) -> list[float]:
 
 
 class ArtisticLoss(torch.nn.Module):
-    """content + style + tv for one scale, with its targets computed once at construction."""
+    """content + style + tv for one scale (or one tile of it), with fixed targets.
+
+    For a tile, ``context`` holds per layer the Gram sum and position count of the rest of
+    the image, so the style term compares the *image-wide* Gram with the target.
+    """
 
     def __init__(self, net: Features, options: StyleOptions, content: torch.Tensor,
-                 styles: Sequence[torch.Tensor], blend: Sequence[float],
-                 dtype: torch.dtype) -> None:
+                 style_grams: dict[str, torch.Tensor], dtype: torch.dtype,
+                 context: dict[str, tuple[torch.Tensor, float]] | None = None,
+                 own_mask: torch.Tensor | None = None) -> None:
         super().__init__()
         self.net, self.options, self.dtype = net, options, dtype
         self.content_w = _layer_weights(options.content_layers, options.content_layer_weights)
         self.style_w = _layer_weights(options.style_layers, options.style_layer_weights)
-        device = content.device
-        with torch.no_grad(), autocast(device, dtype):
+        self.style_targets = style_grams
+        self.context, self.own_mask = context, own_mask
+        with torch.no_grad(), autocast(content.device, dtype):
             feats = net(content)
-            self.content_targets = {n: feats[n].float() for n in options.content_layers}
-            self.style_targets: dict[str, torch.Tensor] = {}
-            for style, weight in zip(styles, blend, strict=True):
-                sf = net(style)
-                for n in options.style_layers:
-                    g = gram(sf[n]) * weight
-                    self.style_targets[n] = self.style_targets.get(n, 0) + g
+        self.content_targets = {n: feats[n].float() for n in options.content_layers}
+
+    def _style(self, name: str, features: torch.Tensor) -> torch.Tensor:
+        target = self.style_targets[name]
+        if self.context is None:
+            return style_loss(gram(features), target)
+        mask = F.adaptive_avg_pool2d(self.own_mask, features.shape[-2:])
+        rest, count = self.context[name]
+        own = mask.sum()
+        # Content and tv are means over the tile, not over the whole image: scaling the
+        # style term by count / tile positions keeps the balance of an untiled run.
+        return style_loss((gram(features, mask) * own + rest) / count, target) \
+            * (count / mask.numel())
 
     def style_term(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Layer-weighted Gram losses against the blended targets (photo.PhotoLoss masks them)."""
-        return sum(w * style_loss(gram(feats[n]), self.style_targets[n])
-                   for n, w in self.style_w.items())
+        """Layer-weighted Gram losses against the targets (photo.PhotoLoss masks them)."""
+        return sum(w * self._style(n, feats[n]) for n, w in self.style_w.items())
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         o = self.options
@@ -145,6 +167,23 @@ class ArtisticLoss(torch.nn.Module):
         t = tv_loss(image)
         total = o.content_weight * c + o.style_weight * s + o.tv_weight * t
         return {"content": c, "style": s, "tv": t, "total": total}
+
+
+def style_grams(net: Features, styles: Sequence[torch.Tensor], blend: Sequence[float],
+                layers: Sequence[str], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Blended target Grams: sum_i w_i G(style_i) (the minimiser of the weighted sum of
+    per-style losses), computed in tiles when a style image is too large for one pass."""
+    out: dict[str, torch.Tensor] = {}
+    for style, weight in zip(styles, blend, strict=True):
+        h, w = style.shape[-2:]
+        # A forward pass alone needs about a third of what forward+backward does.
+        tile = choose_tile(h, w, bytes_per_pixel(list(layers), dtype) / 3,
+                           available_memory(style.device))
+        tiles = grid(h, w, tile, 64) if tile else grid(h, w, max(h, w), 0)
+        stats = TiledStyle(net, list(layers), tiles, dtype)
+        for name, g in stats.measure(style).grams().items():
+            out[name] = out.get(name, 0) + weight * g
+    return out
 
 
 def _styles_at(styles: Sequence[torch.Tensor], scale: Scale, factor: float) -> list[torch.Tensor]:
@@ -197,13 +236,32 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
     h, w = content.shape[-2:]
     scales = pyramid(h, w, options.scales, options.iterations)
 
-    def loss_for(scale: Scale) -> Callable:
-        return ArtisticLoss(net, options, resize(target_content, scale.height, scale.width),
-                            _styles_at(styles, scale, options.style_scale), blend, dtype)
+    per_pixel = bytes_per_pixel(list(net.layers), dtype)
+
+    def targets(scale: Scale) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        grams = style_grams(net, _styles_at(styles, scale, options.style_scale), blend,
+                            options.style_layers, dtype)
+        return resize(target_content, scale.height, scale.width), grams
+
+    def tiled_for(scale: Scale, tile: int) -> TiledProblem:
+        content_s, grams = targets(scale)
+        tiles = grid(scale.height, scale.width, tile, options.overlap)
+        stats = TiledStyle(net, list(options.style_layers), tiles, dtype)
+        return TiledProblem(tiles, options.overlap, stats, lambda t, rest: ArtisticLoss(
+            net, options, t.crop(content_s), grams, dtype, rest, t.own_mask(device)))
+
+    def loss_for(scale: Scale) -> Callable | TiledProblem:
+        tile = options.tile if options.tile is not None else choose_tile(
+            scale.height, scale.width, per_pixel, available_memory(device))
+        if tile and tile < max(scale.height, scale.width):
+            return tiled_for(scale, tile)
+        content_s, grams = targets(scale)
+        return ArtisticLoss(net, options, content_s, grams, dtype)
 
     init = initial_image(options, target_content, styles).to(device)
     out = run(scales, init, loss_for, options.optimizer, options.lr, callbacks,
-              resume=resume, settings=options.settings(), progress=progress)
+              resume=resume, settings=options.settings(), progress=progress,
+              tiled_for=tiled_for)
     if options.preserve_colour == "luminance":
         out = colour.restore_chrominance(out, content)
     return out

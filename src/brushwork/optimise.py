@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from brushwork.errors import BrushworkError
 from brushwork.io import atomic_write
+from brushwork.tiling import TiledProblem
 
 OPTIMIZERS = ("lbfgs", "adam")
 LossFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
@@ -168,36 +170,56 @@ def optimise_scale(image: torch.Tensor, loss_fn: LossFn, iterations: int, optimi
 def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], LossFn],
         optimizer: str = "lbfgs", lr: float | None = None,
         callbacks: Sequence[Callback] = (), resume: Checkpoint | None = None,
-        settings: dict | None = None, progress: bool = True) -> torch.Tensor:
-    """Run the schedule from ``init`` (or a checkpoint) and return the final image."""
+        settings: dict | None = None, progress: bool = True,
+        tiled_for: Callable[[Scale, int], TiledProblem] | None = None) -> torch.Tensor:
+    """Run the schedule from ``init`` (or a checkpoint) and return the final image.
+
+    ``loss_for`` may return a ``TiledProblem`` for scales too large for memory; with
+    ``tiled_for``, a scale that runs out of GPU memory is retried in ever smaller tiles.
+    """
     total = sum(s.iterations for s in scales)
     first_scale, first_iter = (resume.scale, resume.iteration) if resume else (0, 0)
-    image = resume.image if resume else init
-    done = sum(s.iterations for s in scales[:first_scale]) + first_iter
-    bar = tqdm(total=total, initial=done, unit="it", disable=not progress or None,
-               dynamic_ncols=True, desc="stylising")
+    image = resume.image.to(init.device) if resume else init
+    bar = tqdm(total=total, unit="it", disable=not progress or None, dynamic_ncols=True,
+               desc="stylising")
     state = {"scale": first_scale, "iteration": first_iter, "image": image}
     try:
         for index in range(first_scale, len(scales)):
             scale = scales[index]
+            base = sum(s.iterations for s in scales[:index])
             image = resize(image, scale.height, scale.width)
-            state.update(scale=index, iteration=first_iter if index == first_scale else 0,
-                         image=image)
-            loss_fn = loss_for(scale)
+            start = first_iter if index == first_scale else 0
+            state.update(scale=index, iteration=start, image=image)
+            bar.n = base + start
             bar.set_description(f"scale {index + 1}/{len(scales)} {scale.width}x{scale.height}")
 
-            def on_step(it: int, losses: dict[str, float], x: torch.Tensor, index=index) -> None:
-                nonlocal done
-                done += 1
+            def on_step(it: int, losses: dict[str, float], x: torch.Tensor, index=index,
+                        base=base) -> None:
                 state.update(iteration=it, image=x)
-                bar.update(1)
+                bar.update(base + it - bar.n)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
-                step = Step(index, len(scales), it, done, total, losses, x)
+                step = Step(index, len(scales), it, base + it, total, losses, x)
                 for cb in callbacks:
                     cb(step)
 
-            image = optimise_scale(image, loss_fn, scale.iterations, optimizer, lr, on_step,
-                                   start=state["iteration"])
+            problem = loss_for(scale)
+            tile = max(scale.height, scale.width)
+            while True:
+                try:
+                    image = _optimise(problem, image, scale.iterations, optimizer, lr, on_step,
+                                      state["iteration"])
+                    break
+                except torch.cuda.OutOfMemoryError:
+                    if tiled_for is None or tile <= 256:
+                        raise BrushworkError(
+                            f"out of GPU memory at {scale.width}x{scale.height} even in 256 px "
+                            "tiles; use a smaller --size or --device cpu") from None
+                    torch.cuda.empty_cache()
+                    tile = max(256, tile // 2)
+                    warnings.warn(f"out of GPU memory at {scale.width}x{scale.height}; "
+                                  f"continuing in tiles of {tile} px", stacklevel=2)
+                    problem = tiled_for(scale, tile)
+                    image = state["image"]
     except KeyboardInterrupt:
         bar.close()
         ckpt = Checkpoint(state["image"].detach().cpu(), state["scale"], state["iteration"],
@@ -205,6 +227,13 @@ def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], Los
         raise Interrupted(state["image"].detach().cpu(), ckpt) from None
     bar.close()
     return image.detach()
+
+
+def _optimise(problem: LossFn | TiledProblem, image: torch.Tensor, iterations: int,
+              optimizer: str, lr: float | None, on_step, start: int) -> torch.Tensor:
+    if isinstance(problem, TiledProblem):
+        return problem.optimise(image, iterations, optimizer, lr, on_step, start)
+    return optimise_scale(image, problem, iterations, optimizer, lr, on_step, start)
 
 
 class Snapshots:

@@ -1,0 +1,233 @@
+"""Outputs larger than memory: optimise overlapping tiles that share global style statistics.
+
+VGG's activations for a backward pass cost about a kilobyte and a half per output pixel,
+so a 4096 px image would need tens of gigabytes in one piece. Here the image is cut into
+overlapping tiles and each tile is optimised in turn with the image around it fixed. The
+style term of a tile is the Gram matrix of the *whole* image, assembled from the tile's
+own (live) Gram and the other tiles' (frozen) Grams, so tiles cannot drift apart in
+style; results are written back through a feathered window, so there are no seams.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from brushwork.losses import gram
+from brushwork.runtime import autocast
+from brushwork.vgg import Features, layer_shape_factor
+
+# Saved activations, their gradients and convolution workspace, per float of the widest
+# activation set, measured on CPU for VGG-19 up to relu5_1 (see benchmarks/bench_speed.py).
+BACKWARD_OVERHEAD = 3.0
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A tile's box in the image, and the part of it that it owns (no overlap)."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    own: tuple[int, int, int, int]  # y0, y1, x0, x1 in image coordinates
+
+    def crop(self, image: torch.Tensor) -> torch.Tensor:
+        return image[..., self.y0:self.y1, self.x0:self.x1]
+
+    def own_mask(self, device: torch.device | None = None) -> torch.Tensor:
+        """1 on the owned pixels, 0 on the overlap borrowed from neighbours; (1, 1, h, w)."""
+        mask = torch.zeros(1, 1, self.y1 - self.y0, self.x1 - self.x0, device=device)
+        oy0, oy1, ox0, ox1 = self.own
+        mask[..., oy0 - self.y0:oy1 - self.y0, ox0 - self.x0:ox1 - self.x0] = 1
+        return mask
+
+    def window(self, height: int, width: int, overlap: int,
+               device: torch.device | None = None) -> torch.Tensor:
+        """Blend weights: 1 inside, ramping to 0 across the overlap on interior edges only."""
+        h, w = self.y1 - self.y0, self.x1 - self.x0
+
+        def ramp(n: int, lo_inner: bool, hi_inner: bool) -> torch.Tensor:
+            r = torch.ones(n, device=device)
+            k = min(overlap, n // 2)
+            if k > 0:
+                edge = (torch.arange(k, device=device, dtype=torch.float32) + 0.5) / k
+                if lo_inner:
+                    r[:k] = edge
+                if hi_inner:
+                    r[n - k:] = edge.flip(0)
+            return r
+
+        wy = ramp(h, self.y0 > 0, self.y1 < height)
+        wx = ramp(w, self.x0 > 0, self.x1 < width)
+        return (wy[:, None] * wx[None, :]).view(1, 1, h, w)
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    step = (length - tile) / (count - 1)
+    return [round(i * step) for i in range(count)]
+
+
+def grid(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
+    """Tiles of at most ``tile`` px covering the image, neighbours overlapping ``overlap`` px."""
+    tiles = []
+    ys, xs = _starts(height, tile, overlap), _starts(width, tile, overlap)
+    for iy, y0 in enumerate(ys):
+        for ix, x0 in enumerate(xs):
+            y1, x1 = min(height, y0 + tile), min(width, x0 + tile)
+            # Owned region: split each overlap at its middle.
+            oy0 = 0 if iy == 0 else (y0 + min(height, ys[iy - 1] + tile)) // 2
+            oy1 = height if iy == len(ys) - 1 else (ys[iy + 1] + y1) // 2
+            ox0 = 0 if ix == 0 else (x0 + min(width, xs[ix - 1] + tile)) // 2
+            ox1 = width if ix == len(xs) - 1 else (xs[ix + 1] + x1) // 2
+            tiles.append(Tile(y0, y1, x0, x1, (oy0, oy1, ox0, ox1)))
+    return tiles
+
+
+def bytes_per_pixel(layers: list[str], dtype: torch.dtype = torch.float32) -> float:
+    """Estimated memory of one forward+backward pass per image pixel, for the deepest layer."""
+    from brushwork.vgg import LAYERS
+
+    deepest = max(LAYERS.index(n) for n in layers)
+    floats = 3.0
+    for name in LAYERS[: deepest + 1]:
+        if name.startswith(("conv", "pool")):
+            channels, down = layer_shape_factor(name)
+            floats += channels / (down * down if name.startswith("conv") else 4 * down * down)
+    size = torch.finfo(dtype).bits / 8
+    return floats * size * BACKWARD_OVERHEAD
+
+
+def available_memory(device: torch.device) -> int:
+    """Free memory on the device, in bytes: what a tile may use."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            info = {line.split(":")[0]: line.split()[1] for line in fh}
+        return int(info["MemAvailable"]) * 1024
+    except (OSError, KeyError, ValueError):
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def choose_tile(height: int, width: int, per_pixel: float, budget: int,
+                fraction: float = 0.5) -> int | None:
+    """The largest square tile whose pass fits ``fraction`` of ``budget``; None if all fits.
+
+    Tiles are at least 256 px: smaller ones see too little context for the deep layers.
+    """
+    usable = budget * fraction
+    if height * width * per_pixel <= usable:
+        return None
+    side = int(math.sqrt(usable / per_pixel))
+    return max(256, side - side % 32)
+
+
+class TiledStyle:
+    """Global Gram statistics of an image, accumulated tile by tile over owned regions."""
+
+    def __init__(self, net: Features, layers: list[str], tiles: list[Tile],
+                 dtype: torch.dtype) -> None:
+        self.net, self.layers, self.tiles, self.dtype = net, layers, tiles, dtype
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, float] = {}
+        self.parts: list[dict[str, tuple[torch.Tensor, float]]] = []
+
+    @torch.no_grad()
+    def measure(self, image: torch.Tensor) -> TiledStyle:
+        """(Re)compute every tile's owned Gram and the image-wide sums."""
+        self.parts = []
+        self.sums, self.counts = {}, {}
+        for tile in self.tiles:
+            part = self.tile_grams(image, tile)
+            self.parts.append(part)
+            for name, (g, n) in part.items():
+                self.sums[name] = self.sums.get(name, 0) + g * n
+                self.counts[name] = self.counts.get(name, 0.0) + n
+        return self
+
+    def tile_grams(self, image: torch.Tensor, tile: Tile,
+                   crop: torch.Tensor | None = None) -> dict[str, tuple[torch.Tensor, float]]:
+        """Owned-region Gram and owned position count of one tile, per layer."""
+        with autocast(image.device, self.dtype):
+            feats = self.net(tile.crop(image) if crop is None else crop)
+        mask = tile.own_mask(image.device)
+        out = {}
+        for name in self.layers:
+            m = F.adaptive_avg_pool2d(mask, feats[name].shape[-2:])
+            out[name] = (gram(feats[name], m), float(m.sum()))
+        return out
+
+    def grams(self) -> dict[str, torch.Tensor]:
+        """The image-wide Gram matrices."""
+        return {n: self.sums[n] / self.counts[n] for n in self.layers}
+
+    @torch.no_grad()
+    def update(self, image: torch.Tensor, index: int) -> None:
+        """Refresh one tile's share after it changed, so the next tile sees it (Gauss-Seidel:
+        with stale shares every tile would correct the same global deficit, overshooting)."""
+        part = self.tile_grams(image, self.tiles[index])
+        for name, (g, n) in part.items():
+            old_g, old_n = self.parts[index][name]
+            self.sums[name] = self.sums[name] - old_g * old_n + g * n
+        self.parts[index] = part
+
+    def rest(self, index: int) -> dict[str, tuple[torch.Tensor, float]]:
+        """Image-wide sums without tile ``index``: the frozen part of that tile's style term."""
+        return {n: (self.sums[n] - self.parts[index][n][0] * self.parts[index][n][1],
+                    self.counts[n]) for n in self.layers}
+
+
+def sweeps(iterations: int, steps_per_visit: int) -> Iterator[int]:
+    """Steps per visit for each sweep over the tiles, adding up to ``iterations``."""
+    done = 0
+    while done < iterations:
+        k = min(steps_per_visit, iterations - done)
+        done += k
+        yield k
+
+
+@dataclass
+class TiledProblem:
+    """One pyramid scale optimised tile by tile: what ``optimise.run`` does for big scales."""
+
+    tiles: list[Tile]
+    overlap: int
+    stats: TiledStyle
+    tile_loss: Callable[[Tile, dict[str, tuple[torch.Tensor, float]]], Callable]
+    steps_per_visit: int = 10
+
+    def optimise(self, image: torch.Tensor, iterations: int, optimizer: str, lr: float | None,
+                 on_step: Callable[[int, dict[str, float], torch.Tensor], None],
+                 start: int = 0) -> torch.Tensor:
+        """Sweeps over the tiles, a few L-BFGS steps per visit, until ``iterations`` are done."""
+        from brushwork.optimise import optimise_scale
+
+        image = image.detach().clone()
+        height, width = image.shape[-2:]
+        done = start
+        for k in sweeps(iterations - start, self.steps_per_visit):
+            self.stats.measure(image)
+            totals: dict[str, float] = {}
+            for index, tile in enumerate(self.tiles):
+                losses: dict[str, float] = {}
+                crop = tile.crop(image)
+                new = optimise_scale(crop, self.tile_loss(tile, self.stats.rest(index)), k,
+                                     optimizer, lr, lambda _i, t, _x, out=losses: out.update(t))
+                win = tile.window(height, width, self.overlap, image.device)
+                image[..., tile.y0:tile.y1, tile.x0:tile.x1] = crop * (1 - win) + new * win
+                self.stats.update(image, index)
+                for key, value in losses.items():
+                    totals[key] = totals.get(key, 0.0) + value / len(self.tiles)
+            done += k
+            on_step(done, totals, image)
+        return image
