@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import load_small
 from PIL import Image
 
 from brushwork.cli import main
@@ -23,10 +22,10 @@ from brushwork.inspect import (
     tile_grid,
     top_patches,
 )
-from brushwork.io import pil_to_tensor
+from brushwork.io import load_image, pil_to_tensor
 from brushwork.losses import gram, style_loss
 from brushwork.optimise import Step
-from brushwork.recording import LossPlot, Recorder
+from brushwork.recording import FPS, HOLD_S, LossPlot, Recorder
 from brushwork.vgg import Features
 
 FAST = {"device": "cpu", "precision": "float32", "scales": 1}
@@ -34,7 +33,7 @@ FAST = {"device": "cpu", "precision": "float32", "scales": 1}
 
 @pytest.fixture(scope="module")
 def photo(examples) -> torch.Tensor:
-    return load_small(examples / "tubingen.jpg", 48)
+    return load_image(examples / "tubingen.jpg", 48)
 
 
 def pixel_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -43,7 +42,7 @@ def pixel_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_content_from_shallow_layer_is_far_closer_than_from_deep(photo, vgg_state):
     def rebuilt(layer: str) -> torch.Tensor:
-        options = ReconstructOptions(content_layers=(layer,), iterations=40, **FAST)
+        options = ReconstructOptions(content_layers=(layer,), iterations=20, **FAST)
         return reconstruct_tensor(photo, options, progress=False)
 
     shallow, deep = pixel_error(rebuilt("relu1_1"), photo), pixel_error(rebuilt("relu5_1"), photo)
@@ -58,10 +57,11 @@ def test_style_reconstruction_approaches_the_target_grams(photo, vgg_state):
     def distance(image: torch.Tensor) -> float:
         return sum(float(style_loss(gram(f), targets[n])) for n, f in net(image).items())
 
-    options = ReconstructOptions(style_layers=layers, iterations=25, **FAST)
+    options = ReconstructOptions(style_layers=layers, iterations=15, **FAST)
     out = reconstruct_tensor(photo, options, progress=False)
+    # With one scale the run starts from exactly this noise.
     noise = torch.rand(photo.shape, generator=torch.Generator().manual_seed(options.seed))
-    assert distance(out) < 0.1 * distance(noise)
+    assert distance(out) < 0.2 * distance(noise)
 
 
 def steps(total: int, scale_of=lambda done: 0):
@@ -94,6 +94,17 @@ def test_recorded_gif_has_the_requested_frames_at_the_final_size(tmp_path):
         assert gif.size == (16, 16)
 
 
+def test_recorded_mp4_has_the_frames_then_holds_the_last(tmp_path):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    path = tmp_path / "run.mp4"
+    rec = Recorder(path, frames=3)
+    for step in steps(6):
+        rec(step)
+    frames = imageio_ffmpeg.read_frames(str(path))
+    assert next(frames)["size"] == (8, 8)
+    assert sum(1 for _ in frames) == 3 + round(FPS * HOLD_S)
+
+
 def test_recording_of_a_real_run(tmp_path, photo, vgg_state):
     path = tmp_path / "synthesis.gif"
     options = ReconstructOptions(content_layers=("relu1_1",), iterations=8, **FAST)
@@ -123,7 +134,7 @@ def test_feature_grid_layout_and_tiles(photo, vgg_state):
     best = strongest_channels(fmap, 3)[0]
     expected = feature_map_image(fmap[0, best]).resize((w, h), Image.Resampling.NEAREST)
     top = GAP + (h + CAPTION + GAP) + CAPTION
-    assert list(grid.crop((GAP, top, GAP + w, top + h)).getdata()) == list(expected.getdata())
+    assert grid.crop((GAP, top, GAP + w, top + h)).tobytes() == expected.tobytes()
 
 
 def test_strongest_channels_are_ordered_by_mean_activation():
@@ -208,7 +219,7 @@ def test_cli_figure_and_inspect(tmp_path, examples, vgg_state):
     assert main(["reconstruct", image, "--figure", "--content-layers", "relu1_1,relu2_1",
                  "--style-layers", "relu1_1,relu2_1", "--size", "32", "--iterations", "2",
                  "--scales", "1", "--device", "cpu", "--quiet", "-o", str(fig)]) == 0
-    th, tw = load_small(examples / "tubingen.jpg", 32).shape[-2:]
+    th, tw = load_image(examples / "tubingen.jpg", 32).shape[-2:]
     with Image.open(fig) as img:  # two rows: the input, then one tile per layer (set)
         assert img.size == (GAP + 3 * (tw + GAP), GAP + 2 * (th + CAPTION + GAP))
     assert main(["inspect", image, "--layers", "relu1_1", "relu2_1", "--count", "2", "--size",

@@ -1,5 +1,7 @@
 """Odd and broken image files: each is read correctly or refused with a one-line error."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -81,6 +83,9 @@ def test_save_is_atomic_and_keeps_settings(tmp_path):
     out = tmp_path / "out.png"
     io.save_image(torch.rand(1, 3, 8, 8), out, {"style_weight": 3.0})
     assert io.read_metadata(out) == {"style_weight": 3.0}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not the 0600 of a temp file
     before = out.read_bytes()
     with pytest.raises(TypeError):
         io.atomic_write(out, lambda tmp: (open(tmp, "wb").write(b"half"), None + 1))

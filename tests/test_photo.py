@@ -28,7 +28,7 @@ from brushwork.photo import (
     matte,
     photo_transfer,
     read_labels,
-    region_masks,
+    single_region,
     style_distance,
 )
 from brushwork.vgg import Features
@@ -101,22 +101,20 @@ def test_unmatched_regions_are_reported_and_take_the_whole_style(net: Features) 
     content_labels = read_labels(label_image(32, 48, ["red", "blue", "green"]), (32, 48))
     style_labels = read_labels(label_image(32, 48, ["yellow", "red", "blue"]), (32, 48))
     with pytest.warns(UserWarning) as caught:
-        ids, style_ids, partners = match_regions(content_labels, style_labels, NAMES)
+        regions = match_regions(content_labels, style_labels, NAMES)
     messages = " | ".join(str(w.message) for w in caught)
     assert "content regions green have no partner" in messages
     assert "style regions yellow have no partner" in messages
-    by_label = dict(zip(ids, partners, strict=True))
-    assert style_ids[by_label[RED]] == RED and style_ids[by_label[BLUE]] == BLUE
-    assert by_label[GREEN] is None and YELLOW in style_ids
+    by_label = dict(zip(regions.content_ids, regions.partners, strict=True))
+    assert regions.style_ids[by_label[RED]] == RED and regions.style_ids[by_label[BLUE]] == BLUE
+    assert by_label[GREEN] is None and YELLOW in regions.style_ids
 
     style = torch.rand(1, 3, 32, 48)
-    loss = RegionStyleLoss(net, style, region_masks(style_labels, style_ids, 32, 48),
-                           region_masks(content_labels, ids, 32, 48), partners,
-                           {"relu2_1": 1.0}, torch.float32)
+    loss = RegionStyleLoss(net, style, regions, 32, 48, {"relu2_1": 1.0}, torch.float32)
     whole = gram(net(style)["relu2_1"])
-    green = ids.index(GREEN)
-    assert torch.equal(loss.targets["relu2_1"][green], whole)
-    assert not torch.allclose(loss.targets["relu2_1"][ids.index(RED)], whole)
+    targets = dict(zip(regions.content_ids, loss.targets["relu2_1"], strict=True))
+    assert torch.equal(targets[GREEN], whole)
+    assert not torch.allclose(targets[RED], whole)
 
 
 def test_masked_style_loss_of_one_region_is_the_plain_style_loss(net: Features) -> None:
@@ -130,11 +128,11 @@ def test_masked_style_loss_of_one_region_is_the_plain_style_loss(net: Features) 
         assert torch.allclose(gram(features[name], everywhere[name]), gram(features[name]))
 
     options = StyleOptions(style_layers=STYLE_LAYERS)
-    plain = ArtisticLoss(net, options, content, [style], [1.0], torch.float32)
-    single = np.zeros((48, 48), dtype=np.int64)
-    masked = RegionStyleLoss(net, style, region_masks(single, [0], 48, 48),
-                             region_masks(np.zeros((40, 56), dtype=np.int64), [0], 40, 56),
-                             [0], plain.style_w, torch.float32)
+    style_features = net(style)
+    targets = {name: gram(style_features[name]) for name in STYLE_LAYERS}
+    plain = ArtisticLoss(net, options, content, targets, torch.float32)
+    one = match_regions(single_region(content), single_region(style), NAMES)
+    masked = RegionStyleLoss(net, style, one, 40, 56, plain.style_w, torch.float32)
     assert float(masked(features)) == pytest.approx(float(plain.style_term(features)), rel=1e-5)
 
 
@@ -149,7 +147,7 @@ def test_automatic_labels_correspond_between_images(net: Features, pair: dict[st
 
 def test_photo_transfer_moves_to_the_style_and_the_matting_term_keeps_it_photographic(
         net: Features, pair: dict[str, Path]) -> None:
-    settings = dict(size=64, iterations=30, scales=1, matting_iterations=25, device="cpu")
+    settings = dict(size=64, iterations=20, scales=1, matting_iterations=15, device="cpu")
     content, style, content_labels, style_labels = load_inputs(*pair.values(), size=64)
     laplacian = matting_laplacian(content[0].permute(1, 2, 0).double().numpy())
     results = {}

@@ -33,6 +33,9 @@ ImageLike = str | os.PathLike | Image.Image | torch.Tensor
 BLOCK_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CAPTION = 16  # pixels of caption strip above each tile
 GAP = 2  # pixels between tiles and around the grid
+# From white noise, L-BFGS (no line search) at its usual step of 1 overshoots: the loss
+# jumps a hundredfold within 20 steps and takes 50 more to recover. Half the step does not.
+LBFGS_LR_FROM_NOISE = 0.5
 BACKGROUND = (255, 255, 255)
 
 
@@ -214,16 +217,18 @@ def patch_row(image: torch.Tensor, layer: str, channel: int, count: int = 8,
 class ReconstructOptions:
     """Settings of a reconstruction; the flags of `brushwork reconstruct` have these names.
 
-    Average pooling is the default because Gatys et al. found it gives smoother gradients
-    and more appealing syntheses than max pooling; there is no total-variation term, since
-    the point is to show what the features alone determine.
+    As in Gatys et al., one scale from white noise by default: a coarse-to-fine pyramid
+    would itself put large structures into the image, which the figure must attribute to
+    the layers alone (a texture from relu1_1 would show blobs from the coarse scale).
+    Average pooling, as they found it gives smoother gradients than max pooling; no
+    total-variation term, since the point is what the features alone determine.
     """
 
     size: int = 256
     content_layers: tuple[str, ...] = ()
     style_layers: tuple[str, ...] = ()
-    iterations: int | tuple[int, ...] = 150
-    scales: int = 3
+    iterations: int | tuple[int, ...] = 60
+    scales: int = 1
     optimizer: str = "lbfgs"
     lr: float | None = None
     init: str = "noise"
@@ -309,15 +314,18 @@ def reconstruct_tensor(target: torch.Tensor, options: ReconstructOptions,
         return ReconstructionLoss(net, resize(target, scale.height, scale.width),
                                   options.content_layers, options.style_layers, dtype)
 
+    scales = pyramid(*target.shape[-2:], options.scales, options.iterations)
     if options.init == "noise":
+        # Made at the first scale's size: full-size noise shrunk to it is averaged towards
+        # grey, where feature maps and Gram matrices are nearly flat and L-BFGS stalls.
         gen = torch.Generator().manual_seed(options.seed)
-        init = torch.rand(target.shape, generator=gen)
+        init = torch.rand((1, 3, scales[0].height, scales[0].width), generator=gen)
     else:
-        init = resize(io.load_image(options.init), *target.shape[-2:])
-    h, w = target.shape[-2:]
-    return run(pyramid(h, w, options.scales, options.iterations), init.to(device), loss_for,
-               options.optimizer, options.lr, callbacks, resume=resume,
-               settings=options.settings(), progress=progress)
+        init = io.load_image(options.init)
+    lr = LBFGS_LR_FROM_NOISE if options.lr is None and options.optimizer == "lbfgs" \
+        else options.lr
+    return run(scales, init.to(device), loss_for, options.optimizer, lr, callbacks,
+               resume=resume, settings=options.settings(), progress=progress)
 
 
 def reconstruct(image: ImageLike, content_layer: str | None = None,

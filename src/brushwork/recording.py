@@ -9,6 +9,7 @@ when the last step of the schedule arrives. A notebook can skip the file and use
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,7 @@ HOLD_S = 1.0  # the final image stays this long before a GIF loops
 RECORD_FORMATS = (".gif", ".mp4")
 
 
-class _WrittenAtEnd:
+class _WrittenAtEnd(ABC):
     """A callback that collects from every step and writes its file after the last one."""
 
     def __init__(self, path: str | os.PathLike | None) -> None:
@@ -35,11 +36,13 @@ class _WrittenAtEnd:
         if self.path is not None and step.done == step.total:
             self.save(self.path)
 
+    @abstractmethod
     def collect(self, step: Step) -> None:
-        raise NotImplementedError
+        """Keep what this callback needs from one step."""
 
+    @abstractmethod
     def save(self, path: str | os.PathLike) -> Path:
-        raise NotImplementedError
+        """Write what was collected."""
 
 
 class Recorder(_WrittenAtEnd):
@@ -64,11 +67,13 @@ class Recorder(_WrittenAtEnd):
         if k and step.done == -(-k * step.total // self.count):
             self.frames.append(tensor_to_pil(step.image))
 
-    def final_size_frames(self) -> list[Image.Image]:
-        """The frames so far, all at the size of the latest one."""
+    def final_size_frames(self, even: bool = False) -> list[Image.Image]:
+        """The frames so far, all at the size of the latest one (sides rounded up to even
+        numbers with ``even``, as H.264 video needs)."""
         if not self.frames:
             raise BrushworkError("nothing recorded yet: the run took no step")
-        size = self.frames[-1].size
+        w, h = self.frames[-1].size
+        size = (w + w % 2, h + h % 2) if even else (w, h)
         return [f if f.size == size else f.resize(size, Image.Resampling.BICUBIC)
                 for f in self.frames]
 
@@ -76,8 +81,9 @@ class Recorder(_WrittenAtEnd):
         """Write the frames as a GIF (Pillow) or MP4 (imageio-ffmpeg) with a held last frame."""
         path = Path(path)
         _check_record_path(path)
-        frames = self.final_size_frames()
-        if path.suffix.lower() == ".gif":
+        gif = path.suffix.lower() == ".gif"
+        frames = self.final_size_frames(even=not gif)
+        if gif:
             durations = [round(1000 / FPS)] * (len(frames) - 1) + [round(1000 * HOLD_S)]
             return atomic_write(path, lambda tmp: frames[0].save(
                 tmp, format="GIF", save_all=True, append_images=frames[1:],
@@ -102,7 +108,6 @@ def _check_record_path(path: Path) -> None:
 def _write_mp4(path: str, frames: Sequence[Image.Image]) -> None:
     import imageio_ffmpeg
 
-    # H.264 in yuv420p needs even sides; a block size of 2 pads by at most one pixel.
     writer = imageio_ffmpeg.write_frames(path, frames[0].size, fps=FPS, macro_block_size=2,
                                          ffmpeg_log_level="error")
     writer.send(None)
@@ -135,9 +140,11 @@ class LossPlot(_WrittenAtEnd):
 
         fig = Figure(figsize=(7, 4), layout="constrained")
         ax = fig.add_subplot()
-        for name, values in self.history.items():
+        terms = [n for n in self.history if n != "total"]
+        # With one term the total is that term again; drawing both hides one of them.
+        for name in terms if len(terms) == 1 else [*terms, "total"]:
             total = name == "total"
-            ax.plot(self.steps, values, label="total (weighted)" if total else name,
+            ax.plot(self.steps, self.history[name], label="total (weighted)" if total else name,
                     linewidth=2 if total else 1)
         for done, label in self.scale_starts[1:]:
             ax.axvline(done - 0.5, color="grey", linestyle=":", linewidth=1)

@@ -165,7 +165,8 @@ class FrameWriter:
             return
         if self.process.stdin and not self.process.stdin.closed:
             self.process.stdin.close()
-        error = self.process.stderr.read().decode(errors="replace").strip()
+        with self.process.stderr:
+            error = self.process.stderr.read().decode(errors="replace").strip()
         if self.process.wait() != 0:
             last = error.splitlines()[-1] if error else f"exit status {self.process.returncode}"
             raise BrushworkError(f"{self.path}: ffmpeg could not write the video ({last})")

@@ -24,10 +24,16 @@ MIN_SIDE = 5
 
 
 class ConvLayer(nn.Sequential):
-    """Reflection-pad then convolve, so the output keeps the input size divided by the stride."""
+    """Reflection-pad then convolve, so the output keeps the input size divided by the stride.
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1) -> None:
-        super().__init__(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(c_in, c_out, kernel, stride))
+    ``bias=False`` before a normalisation, which subtracts any constant per channel: such a
+    bias would get only rounding noise as gradient, which Adam turns into steps of full size.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1,
+                 bias: bool = True) -> None:
+        super().__init__(nn.ReflectionPad2d(kernel // 2),
+                         nn.Conv2d(c_in, c_out, kernel, stride, bias=bias))
 
 
 def instance_norm(channels: int) -> nn.GroupNorm:
@@ -44,7 +50,7 @@ class ConvNormReLU(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1) -> None:
         super().__init__(
-            ConvLayer(c_in, c_out, kernel, stride),
+            ConvLayer(c_in, c_out, kernel, stride, bias=False),
             instance_norm(c_out),
             nn.ReLU(inplace=True),
         )
@@ -64,7 +70,7 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             ConvNormReLU(channels, channels, 3),
-            ConvLayer(channels, channels, 3),
+            ConvLayer(channels, channels, 3, bias=False),
             instance_norm(channels),
         )
 

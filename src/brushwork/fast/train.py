@@ -59,7 +59,7 @@ class TrainOptions:
     batch_size: int = 8
     size: int = 256
     style_size: int = 512
-    channels: int = 16
+    channels: int = 12
     residual_blocks: int = 5
     content_layers: tuple[str, ...] = _ARTISTIC.content_layers
     style_layers: tuple[str, ...] = _ARTISTIC.style_layers
@@ -361,9 +361,12 @@ class Trainer:
             raise BrushworkError(f"{self.o.checkpoint_path}: checkpoint is of a network "
                                  f"{ckpt['config']}, not {self.net.config()}; use the same "
                                  "--channels and --residual-blocks, or start again")
-        if ckpt["settings"] != self.o.settings() and self.ranks.main:
-            changed = sorted(k for k in set(ckpt["settings"]) | set(self.o.settings())
-                             if ckpt["settings"].get(k) != self.o.settings().get(k))
+        # The run's length may change (that is how a finished run is extended); not so the
+        # rest without a word.
+        now = self.o.settings()
+        changed = sorted(k for k in set(ckpt["settings"]) | set(now) if k not in
+                         ("steps", "minutes") and ckpt["settings"].get(k) != now.get(k))
+        if changed and self.ranks.main:
             warnings.warn(f"resuming with changed settings: {', '.join(changed)}", stacklevel=2)
         self.net.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])

@@ -1,0 +1,85 @@
+"""Fast models against brushwork's optimisation on held-out photos, by the independent scorer.
+
+For each model and each of the first ``--count`` photos of ``--photos`` (photos the model
+never saw in training), both methods stylise the photo at ``--size`` with the model's style
+image: the network in one pass, `brushwork stylize` with its default settings. ``scorer.py``
+then scores both at the same evaluation size. The goal: the fast style distance within a
+factor 2 of the optimisation's, and the fast content distance no larger.
+
+    python benchmarks/compare_fast.py --models starry_night,the_scream,wave \\
+        --photos /tmp/photos_val --count 4 --size 512 [--sheets DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from brushwork import io
+from brushwork.artistic import StyleOptions, stylize_tensor
+from brushwork.fast.model import load_model
+from brushwork.fast.stylise import FastOptions, Stylist
+from brushwork.fast.train import readable_images, style_path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scorer import score  # noqa: E402
+
+
+def compare(model_name: str, photos: list[Path], args: argparse.Namespace) -> dict[str, float]:
+    """Score both methods on each photo; print one line per photo and return the means."""
+    model = load_model(model_name)
+    style_file = style_path(model.style)
+    style = io.load_image(style_file)
+    stylist = Stylist(model, FastOptions(device=args.device))
+    rows = []
+    for photo in photos:
+        content = io.load_image(photo, args.size)
+        start = time.perf_counter()
+        fast = stylist(content)
+        fast_s = time.perf_counter() - start
+        start = time.perf_counter()
+        optimised = stylize_tensor(content, [style], StyleOptions(size=args.size,
+                                                                  device=args.device),
+                                   progress=False).cpu()
+        opt_s = time.perf_counter() - start
+        f = score(io.tensor_to_pil(fast), photo, style_file, args.eval_size)
+        o = score(io.tensor_to_pil(optimised), photo, style_file, args.eval_size)
+        rows.append((f["style"], o["style"], f["content"], o["content"]))
+        print(f"{model.name:<14} {photo.name:<28} style {f['style']:.3f} vs {o['style']:.3f}"
+              f"  content {f['content']:.3f} vs {o['content']:.3f}"
+              f"  time {fast_s:.2f} s vs {opt_s:.1f} s", flush=True)
+        if args.sheets:
+            sheet = torch.cat([content, optimised, fast], dim=3)
+            io.save_image(sheet, Path(args.sheets) / f"{model.name}_{photo.stem}.jpg")
+    means = [statistics.mean(col) for col in zip(*rows, strict=True)]
+    return dict(zip(("fast_style", "opt_style", "fast_content", "opt_content"), means,
+                    strict=True))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", required=True, help="comma-separated names or files")
+    p.add_argument("--photos", required=True, help="folder of photos not used in training")
+    p.add_argument("--count", type=int, default=4)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--eval-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--sheets", help="write photo | optimised | fast side by side here")
+    args = p.parse_args()
+    photos = readable_images(args.photos)[: args.count]
+    print("per photo: fast vs optimised (lower is closer)")
+    summary = {name: compare(name, photos, args) for name in args.models.split(",")}
+    print("\nmeans      style fast / opt (ratio, goal <= 2)   content fast / opt (goal <= 1)")
+    for name, m in summary.items():
+        print(f"{name:<14} {m['fast_style']:.3f} / {m['opt_style']:.3f} "
+              f"({m['fast_style'] / m['opt_style']:.2f})   {m['fast_content']:.3f} / "
+              f"{m['opt_content']:.3f} ({m['fast_content'] / m['opt_content']:.2f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Tiles: exact cover, shared global statistics, results close to untiled, no seams."""
+
+import pytest
+import torch
+
+from brushwork import io
+from brushwork.artistic import StyleOptions, stylize_tensor
+from brushwork.losses import gram
+from brushwork.tiling import TiledStyle, bytes_per_pixel, choose_tile, grid
+from brushwork.vgg import Features
+
+from .test_artistic import LAYERS, distances
+
+
+@pytest.mark.parametrize("h, w, tile, overlap", [(100, 300, 64, 16), (256, 256, 256, 32),
+                                                 (513, 700, 256, 64)])
+def test_owned_regions_partition_the_image_and_tiles_cover_it(h, w, tile, overlap):
+    owned = torch.zeros(h, w)
+    covered = torch.zeros(h, w)
+    for t in grid(h, w, tile, overlap):
+        assert t.y1 - t.y0 <= tile and t.x1 - t.x0 <= tile
+        oy0, oy1, ox0, ox1 = t.own
+        owned[oy0:oy1, ox0:ox1] += 1
+        covered[t.y0:t.y1, t.x0:t.x1] += 1
+    assert torch.all(owned == 1)
+    assert torch.all(covered >= 1)
+
+
+def test_tiled_gram_matches_whole_image_gram(vgg_state):
+    net = Features(["relu1_1", "relu2_1"], state=vgg_state)
+    image = torch.rand(1, 3, 96, 128)
+    tiled = TiledStyle(net, ["relu1_1", "relu2_1"], grid(96, 128, 64, 16),
+                       torch.float32).measure(image).grams()
+    whole = net(image)
+    for name in ("relu1_1", "relu2_1"):
+        # Only the zero padding at tile borders differs: a small relative error.
+        err = torch.linalg.norm(tiled[name] - gram(whole[name])) / torch.linalg.norm(
+            gram(whole[name]))
+        assert err < 0.05, (name, err)
+
+
+def test_tile_choice_follows_memory():
+    per_pixel = bytes_per_pixel(list(LAYERS))
+    assert choose_tile(512, 512, per_pixel, 64 * 2**30) is None
+    small = choose_tile(4096, 4096, per_pixel, 4 * 2**30)
+    large = choose_tile(4096, 4096, per_pixel, 16 * 2**30)
+    assert 256 <= small < large < 4096 and small % 32 == 0
+
+
+@pytest.fixture(scope="module")
+def runs(examples):
+    content = io.load_image(examples / "tubingen.jpg", 128)
+    style = io.load_image(examples / "starry_night.jpg", 128)
+    common = dict(size=128, iterations=(20, 10), scales=2, device="cpu")
+    untiled = stylize_tensor(content, [style], StyleOptions(**common), progress=False)
+    tiled = stylize_tensor(content, [style], StyleOptions(**common, tile=72, overlap=16),
+                           progress=False)
+    return content, style, untiled, tiled
+
+
+def test_tiled_and_untiled_runs_reach_similar_distances(runs, vgg_state):
+    content, style, untiled, tiled = runs
+    net = Features((*LAYERS, "relu4_2"), state=vgg_state)
+    s_u, c_u = distances(net, untiled, content, style)
+    s_t, c_t = distances(net, tiled, content, style)
+    s_0, _ = distances(net, content, content, style)
+    assert s_t < 0.6 * s_0, (s_t, s_0)
+    assert s_t < 1.6 * s_u and c_t < 1.3 * c_u, (s_u, s_t, c_u, c_t)
+
+
+def test_no_seams_at_tile_borders(runs):
+    _, _, _, tiled = runs
+    h, w = tiled.shape[-2:]
+    dx = (tiled[..., :, 1:] - tiled[..., :, :-1]).abs().mean(dim=(0, 1, 2))  # per column gap
+    dy = (tiled[..., 1:, :] - tiled[..., :-1, :]).abs().mean(dim=(0, 1, 3))
+    tiles = grid(h, w, 72, 16)
+    cols = {t.x0 - 1 for t in tiles if t.x0 > 0} | {t.x1 - 1 for t in tiles if t.x1 < w} \
+        | {t.own[2] - 1 for t in tiles if t.own[2] > 0}
+    rows = {t.y0 - 1 for t in tiles if t.y0 > 0} | {t.y1 - 1 for t in tiles if t.y1 < h} \
+        | {t.own[0] - 1 for t in tiles if t.own[0] > 0}
+    assert dx[sorted(cols)].mean() < 1.25 * dx.mean(), (dx[sorted(cols)], dx.mean())
+    assert dy[sorted(rows)].mean() < 1.25 * dy.mean(), (dy[sorted(rows)], dy.mean())
