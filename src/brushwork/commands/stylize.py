@@ -17,6 +17,7 @@ from brushwork.colour import COLOUR_MODES
 from brushwork.errors import BrushworkError
 from brushwork.optimise import Callback, Checkpoint, Interrupted, Snapshots
 from brushwork.recording import recording_callbacks
+from brushwork.runtime import pick_device
 
 DEFAULTS = StyleOptions()
 
@@ -51,6 +52,14 @@ def _configure_losses(p: argparse.ArgumentParser) -> None:
                    help="keep the content's colours: luminance-only transfer or "
                         "histogram matching of the style [%(default)s]")
     add_optimisation_args(p, DEFAULTS)
+    big = p.add_argument_group("large outputs")
+    big.add_argument("--tile", type=int, default=None,
+                     help="optimise scales larger than this in overlapping tiles of this "
+                          "size (0: never; default: chosen from free memory)")
+    big.add_argument("--overlap", type=int, default=DEFAULTS.overlap,
+                     help="tile overlap in pixels [%(default)s]")
+    big.add_argument("--dry-run", action="store_true",
+                     help="print the schedule, estimated peak memory and time, then stop")
 
 
 def options_from(args: argparse.Namespace) -> StyleOptions:
@@ -94,6 +103,13 @@ def run_with_snapshots(args: argparse.Namespace, output: Path, settings: dict,
 
 def _run_stylize(args: argparse.Namespace, content: str, styles: list[str], output: str) -> int:
     options = options_from(args)
+    if args.dry_run:
+        from brushwork import planning
+
+        width, height = io.resize_to(io.open_image(content), options.size).size
+        rows = planning.plan(options, height, width)
+        print(planning.describe(rows, str(pick_device(options.device))))
+        return 0
     content_t = io.load_image(content, options.size)
     style_t = [io.load_image(s) for s in styles]
     settings = {**options.settings(), "content": str(content), "styles": [str(s) for s in styles]}
