@@ -179,3 +179,20 @@ def read_metadata(path: str | os.PathLike) -> dict:
     with Image.open(path) as img:
         text = getattr(img, "text", {}).get("brushwork")
     return json.loads(text) if text else {}
+
+
+def load_payload(path: str | os.PathLike, kind: str, what: str) -> dict:
+    """A dict saved with torch.save and tagged ``{"kind": kind}``, or a one-line error.
+
+    Checkpoints and model files share this, so every damaged file is reported alike.
+    """
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BrushworkError(f"{path}: no {what} there; run without --resume") from None
+    except Exception as exc:  # a damaged pickle can raise almost anything
+        raise BrushworkError(f"{path}: not a readable {what} ({type(exc).__name__}); "
+                             "delete it and start again") from None
+    if not isinstance(payload, dict) or payload.get("kind") != kind:
+        raise BrushworkError(f"{path}: not a brushwork {what}")
+    return payload

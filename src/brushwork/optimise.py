@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from brushwork.errors import BrushworkError
-from brushwork.io import atomic_write
+from brushwork.io import atomic_write, load_payload
 from brushwork.tiling import TiledProblem
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -71,15 +71,7 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Checkpoint:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise BrushworkError(f"{path}: no checkpoint there; run without --resume") from None
-        except Exception as exc:  # a damaged pickle can raise almost anything
-            raise BrushworkError(f"{path}: not a readable checkpoint ({type(exc).__name__}); "
-                                 "delete it and start again") from None
-        if not isinstance(payload, dict) or payload.get("kind") != "brushwork-checkpoint":
-            raise BrushworkError(f"{path}: not a brushwork checkpoint")
+        payload = load_payload(path, "brushwork-checkpoint", "checkpoint")
         return cls(payload["image"], payload["scale"], payload["iteration"], payload["settings"])
 
 

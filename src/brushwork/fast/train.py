@@ -36,7 +36,7 @@ from brushwork.cli import EXAMPLES
 from brushwork.errors import BrushworkError
 from brushwork.fast.model import CHECKPOINT_KIND, FastModel, save_model
 from brushwork.fast.network import TransformerNet
-from brushwork.io import atomic_write
+from brushwork.io import atomic_write, load_payload
 from brushwork.losses import content_loss, gram, style_loss, tv_loss
 from brushwork.runtime import autocast, pick_device, resolve_precision
 from brushwork.vgg import Features, check_layers
@@ -308,16 +308,7 @@ class TrainResult:
 
 def load_checkpoint(path: Path) -> dict:
     """A training checkpoint, or a one-line error."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise BrushworkError(f"{path}: no checkpoint there; run without --resume") from None
-    except Exception as exc:  # a damaged pickle can raise almost anything
-        raise BrushworkError(f"{path}: not a readable checkpoint ({type(exc).__name__}); "
-                             "delete it and start again") from None
-    if not isinstance(payload, dict) or payload.get("kind") != CHECKPOINT_KIND:
-        raise BrushworkError(f"{path}: not a brushwork training checkpoint")
-    return payload
+    return load_payload(path, CHECKPOINT_KIND, "training checkpoint")
 
 
 class Trainer:
