@@ -222,6 +222,7 @@ def test_cli_figure_and_inspect(tmp_path, examples, vgg_state):
     th, tw = load_image(examples / "tubingen.jpg", 32).shape[-2:]
     with Image.open(fig) as img:  # two rows: the input, then one tile per layer (set)
         assert img.size == (GAP + 3 * (tw + GAP), GAP + 2 * (th + CAPTION + GAP))
+        assert img.mode == "P"  # 256 colours keep committed figures small
     assert main(["inspect", image, "--layers", "relu1_1", "relu2_1", "--count", "2", "--size",
                  "32", "--tile", "16", "--channel", "relu2_1:3", "-o", str(grid)]) == 0
     assert grid.is_file()

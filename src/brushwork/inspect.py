@@ -218,8 +218,9 @@ class ReconstructOptions:
     """Settings of a reconstruction; the flags of `brushwork reconstruct` have these names.
 
     As in Gatys et al., one scale from white noise by default: a coarse-to-fine pyramid
-    would itself put large structures into the image, which the figure must attribute to
-    the layers alone (a texture from relu1_1 would show blobs from the coarse scale).
+    would itself put large structures into the image (a shallow layer's texture would
+    inherit patterns made at the coarse scale), which the figure must attribute to the
+    layers alone.
     Average pooling, as they found it gives smoother gradients than max pooling; no
     total-variation term, since the point is what the features alone determine.
     """
