@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_matting import synthetic_matte, trimap_from_alpha
 
 from brushwork import cli, io
 from brushwork.artistic import ArtisticLoss, StyleOptions
@@ -32,6 +31,8 @@ from brushwork.photo import (
     style_distance,
 )
 from brushwork.vgg import Features
+
+from .test_matting import synthetic_matte, trimap_from_alpha
 
 NAMES = list(PALETTE)
 RED, BLUE, GREEN, YELLOW = (NAMES.index(c) for c in ("red", "blue", "green", "yellow"))
