@@ -47,6 +47,13 @@ def _iterations(text: str) -> int | tuple[int, ...]:
     return values[0] if len(values) == 1 else values
 
 
+def add_weight_args(g: argparse._ArgumentGroup, defaults) -> None:
+    """--content-weight, --style-weight, --tv-weight: the balance every loss shares."""
+    g.add_argument("--content-weight", type=float, default=defaults.content_weight)
+    g.add_argument("--style-weight", type=float, default=defaults.style_weight)
+    g.add_argument("--tv-weight", type=float, default=defaults.tv_weight)
+
+
 def add_optimisation_args(p: argparse.ArgumentParser, defaults) -> None:
     """Flags shared by every pixel-optimising command (stylize, photo, reconstruct)."""
     g = p.add_argument_group("optimisation")

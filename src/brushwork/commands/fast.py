@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from brushwork import io
-from brushwork.cli import _names, command
+from brushwork.cli import _names, add_weight_args, command
 from brushwork.colour import COLOUR_MODES
 from brushwork.errors import BrushworkError
 
@@ -52,9 +52,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     n.add_argument("--residual-blocks", type=int, default=d.residual_blocks,
                    help="[%(default)s]")
     w = p.add_argument_group("losses (as in `brushwork stylize`)")
-    w.add_argument("--content-weight", type=float, default=d.content_weight)
-    w.add_argument("--style-weight", type=float, default=d.style_weight)
-    w.add_argument("--tv-weight", type=float, default=d.tv_weight)
+    add_weight_args(w, d)
     w.add_argument("--content-layers", type=_names, default=d.content_layers,
                    help=f"comma-separated [{','.join(d.content_layers)}]")
     w.add_argument("--style-layers", type=_names, default=d.style_layers,

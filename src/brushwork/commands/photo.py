@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from brushwork import io
-from brushwork.cli import add_optimisation_args, command
+from brushwork.cli import add_optimisation_args, add_weight_args, command
 from brushwork.commands.stylize import run_with_snapshots
 from brushwork.errors import BrushworkError
 from brushwork.photo import PhotoOptions, load_inputs, matte, photo_tensor, replace_background
@@ -28,9 +28,7 @@ def _configure_photo(p: argparse.ArgumentParser) -> None:
     m.add_argument("--regions", type=int, default=DEFAULTS.regions,
                    help="without masks: regions found automatically, 1 = none [%(default)s]")
     w = p.add_argument_group("losses")
-    w.add_argument("--content-weight", type=float, default=DEFAULTS.content_weight)
-    w.add_argument("--style-weight", type=float, default=DEFAULTS.style_weight)
-    w.add_argument("--tv-weight", type=float, default=DEFAULTS.tv_weight)
+    add_weight_args(w, DEFAULTS)
     w.add_argument("--matting-weight", type=float, default=DEFAULTS.matting_weight,
                    help="weight of the matting-Laplacian (photorealism) term [%(default)s]")
     w.add_argument("--matting-iterations", type=int, default=DEFAULTS.matting_iterations,

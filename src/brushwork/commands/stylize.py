@@ -12,7 +12,7 @@ import torch
 
 from brushwork import io
 from brushwork.artistic import StyleOptions, stylize_tensor
-from brushwork.cli import EXAMPLES, _floats, _names, add_optimisation_args, command
+from brushwork.cli import EXAMPLES, _floats, _names, add_optimisation_args, add_weight_args, command
 from brushwork.colour import COLOUR_MODES
 from brushwork.errors import BrushworkError
 from brushwork.optimise import Callback, Checkpoint, Interrupted, Snapshots
@@ -34,9 +34,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 def _configure_losses(p: argparse.ArgumentParser) -> None:
     w = p.add_argument_group("losses")
-    w.add_argument("--content-weight", type=float, default=DEFAULTS.content_weight)
-    w.add_argument("--style-weight", type=float, default=DEFAULTS.style_weight)
-    w.add_argument("--tv-weight", type=float, default=DEFAULTS.tv_weight)
+    add_weight_args(w, DEFAULTS)
     w.add_argument("--content-layers", type=_names, default=DEFAULTS.content_layers,
                    help="comma-separated [relu4_2]")
     w.add_argument("--content-layer-weights", type=_floats, default=None)
