@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from brushwork import io, weights
+from brushwork import weights
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "src" / "brushwork" / "examples"
@@ -31,6 +31,3 @@ def shared() -> Path:
         pytest.fail(f"{SHARED} is missing: the tests need the shared images beside the repo")
     return SHARED
 
-
-def load_small(path: Path, size: int = 64) -> torch.Tensor:
-    return io.load_image(path, size)
