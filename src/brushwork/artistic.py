@@ -101,7 +101,7 @@ class StyleOptions:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def _layer_weights(layers: Sequence[str], given: Sequence[float] | None) -> dict[str, float]:
+def layer_weights(layers: Sequence[str], given: Sequence[float] | None) -> dict[str, float]:
     """Per-layer weights, equal and summing to one unless given."""
     weights = list(given) if given is not None else [1.0] * len(layers)
     total = sum(weights) or 1.0
@@ -133,8 +133,8 @@ class ArtisticLoss(torch.nn.Module):
                  own_mask: torch.Tensor | None = None) -> None:
         super().__init__()
         self.net, self.options, self.dtype = net, options, dtype
-        self.content_w = _layer_weights(options.content_layers, options.content_layer_weights)
-        self.style_w = _layer_weights(options.style_layers, options.style_layer_weights)
+        self.content_w = layer_weights(options.content_layers, options.content_layer_weights)
+        self.style_w = layer_weights(options.style_layers, options.style_layer_weights)
         self.style_targets = style_grams
         self.context, self.own_mask = context, own_mask
         with torch.no_grad(), autocast(content.device, dtype):
@@ -186,7 +186,7 @@ def style_grams(net: Features, styles: Sequence[torch.Tensor], blend: Sequence[f
     return out
 
 
-def _styles_at(styles: Sequence[torch.Tensor], scale: Scale, factor: float) -> list[torch.Tensor]:
+def styles_at(styles: Sequence[torch.Tensor], scale: Scale, factor: float) -> list[torch.Tensor]:
     """Resize each style so its area is ``factor``^2 times the output's at this scale."""
     area = scale.height * scale.width * factor ** 2
     out = []
@@ -239,7 +239,7 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
     per_pixel = bytes_per_pixel(list(net.layers), dtype)
 
     def targets(scale: Scale) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        grams = style_grams(net, _styles_at(styles, scale, options.style_scale), blend,
+        grams = style_grams(net, styles_at(styles, scale, options.style_scale), blend,
                             options.style_layers, dtype)
         return resize(target_content, scale.height, scale.width), grams
 
@@ -271,13 +271,14 @@ def feature_network(options: StyleOptions, device: torch.device,
                     dtype: torch.dtype) -> Features:
     """VGG-19 cut after the deepest content or style layer, laid out for speed on ``device``."""
     net = Features(tuple(options.content_layers) + tuple(options.style_layers),
-                   options.pooling, _state(options)).to(device)
+                   options.pooling, options_weights(options)).to(device)
     if device.type == "cpu" or dtype != torch.float32:
         net = net.to(memory_format=torch.channels_last)
     return net
 
 
-def _state(options: StyleOptions) -> dict[str, torch.Tensor]:
+def options_weights(options: StyleOptions) -> dict[str, torch.Tensor]:
+    """The VGG-19 state dict that ``options.weights`` names (else the default provisioning)."""
     from brushwork import weights
 
     return weights.load(options.weights)

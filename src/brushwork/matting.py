@@ -45,7 +45,7 @@ def _as_rgb(image: np.ndarray, what: str = "image") -> np.ndarray:
     return array
 
 
-def _resize(array: np.ndarray, shape: tuple[int, int], what: str, nearest: bool) -> np.ndarray:
+def resize_array(array: np.ndarray, shape: tuple[int, int], what: str, nearest: bool) -> np.ndarray:
     """Resize a 2-D or (H, W, C) array to ``shape`` with a warning, or return it untouched.
 
     Nearest-neighbour keeps trimap and scribble labels crisp; bilinear suits colour images.
@@ -247,7 +247,7 @@ def _marks_to_constraints(
     elif levels.ndim != 2:
         raise BrushworkError(f"{what} must be a greyscale or RGB image, got shape {array.shape}")
     if shape is not None:
-        levels = _resize(levels, shape, what, nearest=True)
+        levels = resize_array(levels, shape, what, nearest=True)
     if levels.ndim == 3:  # RGB: a mark must be white (or black) in every channel
         foreground = np.all(levels >= FOREGROUND_MIN, axis=2)
         background = np.all(levels <= BACKGROUND_MAX, axis=2)
@@ -300,7 +300,8 @@ def closed_form_matte(
     img = _as_rgb(image)
     shape = img.shape[:2]
     pair = np.stack([np.asarray(constraints_alpha), np.asarray(constraints_known)], axis=-1)
-    target, known = np.moveaxis(_resize(pair.astype(np.float64), shape, "constraints", True), -1, 0)
+    resized = resize_array(pair.astype(np.float64), shape, "constraints", True)
+    target, known = np.moveaxis(resized, -1, 0)
     known = known > 0.5
     if not np.any(known & (target >= 0.5)) or not np.any(known & (target < 0.5)):
         raise BrushworkError(
@@ -349,7 +350,8 @@ def estimate_foreground(
     and keeps detail.  Compositing with the raw image instead of F bleeds the old background.
     """
     img = _as_rgb(image)
-    a = _resize(np.clip(np.asarray(alpha, np.float64), 0.0, 1.0), img.shape[:2], "alpha", False)
+    clipped = np.clip(np.asarray(alpha, np.float64), 0.0, 1.0)
+    a = resize_array(clipped, img.shape[:2], "alpha", False)
     a = a[..., None]
     foreground, background = img, img
     for radius in radii:
@@ -369,10 +371,10 @@ def composite(foreground: np.ndarray, alpha: np.ndarray, new_background: np.ndar
     """
     fg = _as_rgb(foreground, "foreground")
     shape = fg.shape[:2]
-    a = _resize(np.asarray(alpha, np.float64), shape, "alpha", False)[..., None]
+    a = resize_array(np.asarray(alpha, np.float64), shape, "alpha", False)[..., None]
     bg = np.asarray(new_background, np.float64)
     if bg.ndim == 3:
-        bg = _resize(_as_rgb(bg, "new background"), shape, "new background", False)
+        bg = resize_array(_as_rgb(bg, "new background"), shape, "new background", False)
     return np.clip(a * fg + (1.0 - a) * bg, 0.0, 1.0)
 
 
@@ -388,7 +390,7 @@ def affine_smooth(
     An output of another size than the guide is resized (bilinear) with a warning.
     """
     guide_rgb = _as_rgb(guide, "guide")
-    out = _resize(_as_rgb(output, "output"), guide_rgb.shape[:2], "output", False)
+    out = resize_array(_as_rgb(output, "output"), guide_rgb.shape[:2], "output", False)
     mean_i = _box(guide_rgb, radius)
     outer = guide_rgb[..., :, None] * guide_rgb[..., None, :]
     cov_i = _box(outer.reshape(*outer.shape[:2], 9), radius).reshape(outer.shape)

@@ -28,22 +28,22 @@ from brushwork.artistic import (
     ArtisticLoss,
     ImageLike,
     StyleOptions,
-    _layer_weights,
-    _state,
-    _styles_at,
     feature_network,
     initial_image,
+    layer_weights,
+    options_weights,
+    styles_at,
 )
 from brushwork.errors import BrushworkError
 from brushwork.losses import gram, style_loss
 from brushwork.matting import (
     MattingLoss,
-    _resize,
     affine_smooth,
     closed_form_matte,
     composite,
     estimate_foreground,
     matting_laplacian,
+    resize_array,
     scribble_constraints,
     trimap_constraints,
 )
@@ -111,7 +111,8 @@ def read_labels(source: MaskLike, shape: tuple[int, int], what: str = "mask") ->
         img = source if isinstance(source, Image.Image) else io.open_image(source)
         rgb = np.asarray(io.to_rgb(img))
     labels = snap_labels(rgb[..., :3])
-    return _resize(labels.astype(np.float64), shape, what, nearest=True).round().astype(np.int64)
+    resized = resize_array(labels.astype(np.float64), shape, what, nearest=True)
+    return resized.round().astype(np.int64)
 
 
 def region_masks(labels: np.ndarray, ids: Sequence[int], height: int,
@@ -393,7 +394,7 @@ def photo_tensor(content: torch.Tensor, style: torch.Tensor, content_labels: np.
         if options.regions == 1:
             content_labels, style_labels = single_region(content), single_region(style)
         else:
-            auto_net = Features((AUTO_LAYER,), options.pooling, _state(options)).to(device)
+            auto_net = Features((AUTO_LAYER,), options.pooling, options_weights(options)).to(device)
             content_labels, style_labels = auto_labels(content, style, options.regions,
                                                        auto_net, options.seed)
     regions = match_regions(content_labels, style_labels, names)
@@ -401,7 +402,7 @@ def photo_tensor(content: torch.Tensor, style: torch.Tensor, content_labels: np.
 
     def loss_for(scale: PhotoScale) -> Callable:
         target = resize(content, scale.height, scale.width)
-        style_at = _styles_at([style], scale, options.style_scale)[0]
+        style_at = styles_at([style], scale, options.style_scale)[0]
         matting = None
         if scale.matting:
             key = (scale.height, scale.width)
@@ -469,14 +470,14 @@ def style_distance(image: torch.Tensor, style: torch.Tensor, net: Features,
     """Region-weighted relative Gram distance of ``image`` to ``style`` over ``net``'s layers
     (global without labels): the style term of the loss, as a figure to compare runs. The
     style is first resized to the image's area, as in a run."""
-    style = _styles_at([style], Scale(*image.shape[-2:], 0), 1.0)[0]
+    style = styles_at([style], Scale(*image.shape[-2:], 0), 1.0)[0]
     if image_labels is None or style_labels is None:
         image_labels, style_labels = single_region(image), single_region(style)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a figure, not a run: unmatched regions are expected
         regions = match_regions(image_labels, style_labels, list(PALETTE))
     loss = RegionStyleLoss(net, style, regions, *image.shape[-2:],
-                           _layer_weights(net.layers, None), torch.float32)
+                           layer_weights(net.layers, None), torch.float32)
     with torch.no_grad():
         return float(loss(net(image)))
 

@@ -25,6 +25,12 @@ from brushwork.io import atomic_write
 OPSET = 18
 
 
+def _cpu_net(model: FastModel | str | os.PathLike) -> torch.nn.Module:
+    """The model's network in float32 on the CPU: what ONNX export and its check compare."""
+    model = model if isinstance(model, FastModel) else load_model(model)
+    return model.net.float().cpu().eval()
+
+
 def export_onnx(model: FastModel | str | os.PathLike, path: str | os.PathLike,
                 opset: int = OPSET) -> Path:
     """Write the model as an ONNX file (atomically) and return its path."""
@@ -35,8 +41,7 @@ def export_onnx(model: FastModel | str | os.PathLike, path: str | os.PathLike,
                              "pip install 'brushwork[export]'") from None
     from torch.export import Dim
 
-    model = model if isinstance(model, FastModel) else load_model(model)
-    net = model.net.float().cpu().eval()
+    net = _cpu_net(model)
     # Sides that are not multiples of four, so the example exercises the padding path, and
     # a batch of two: torch.export would fix a batch of one as a constant.
     example = torch.rand(2, 3, 4 * 16 + 1, 4 * 16 + 3)
@@ -68,8 +73,7 @@ def check_onnx(model: FastModel | str | os.PathLike, path: str | os.PathLike,
     except ImportError:
         raise BrushworkError("checking the export needs onnxruntime: "
                              "pip install 'brushwork[export]'") from None
-    model = model if isinstance(model, FastModel) else load_model(model)
-    net = model.net.float().cpu().eval()
+    net = _cpu_net(model)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(0)
     worst = 0.0
