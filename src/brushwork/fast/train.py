@@ -34,7 +34,7 @@ from brushwork import io
 from brushwork.artistic import StyleOptions
 from brushwork.cli import EXAMPLES
 from brushwork.errors import BrushworkError
-from brushwork.fast.model import CHECKPOINT_KIND, FastModel, save_model
+from brushwork.fast.model import CHECKPOINT_KIND, FastModel, load_model, save_model
 from brushwork.fast.network import TransformerNet
 from brushwork.io import atomic_write, load_payload
 from brushwork.losses import content_loss, gram, style_loss, tv_loss
@@ -80,6 +80,7 @@ class TrainOptions:
     preview_dir: str | None = None
     name: str | None = None
     weights: str | None = None
+    init: str | None = None
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -336,6 +337,8 @@ class Trainer:
         self.step, self.seconds_before = 0, 0.0
         if resume:
             self._resume(load_checkpoint(options.checkpoint_path))
+        elif options.init:
+            self._init_from(options.init)
         features = Features(tuple(options.content_layers) + tuple(options.style_layers),
                             options.pooling, _vgg_state(options.weights))
         features = features.to(device, memory_format=torch.channels_last)
@@ -346,6 +349,16 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self.previews = self._preview_images() if ranks.main else []
+
+    def _init_from(self, model: str) -> None:
+        """Start from a trained network's weights (fine-tuning: a new weight balance or a
+        related style costs a fraction of a full run)."""
+        start = load_model(model)
+        if start.net.config() != self.net.config():
+            raise BrushworkError(f"--init {model}: a network {start.net.config()}, not "
+                                 f"{self.net.config()}; use its --channels and "
+                                 "--residual-blocks")
+        self.net.load_state_dict(start.net.state_dict())
 
     def _resume(self, ckpt: dict) -> None:
         if ckpt["config"] != self.net.config():
