@@ -14,6 +14,17 @@ Two steps, because the training machine (a GPU box) may reach nothing outside:
     python3 benchmarks/train_models.py train --data .data/photos --val .data/photos_val \\
         --weights .data/vgg19-slim.pt --minutes 2.5 --export $OUT
 
+The shipped models were made in two rounds: `train` on an H200 through gpu_run.sh (1.4 min
+per style at style weight 30, batch 16), whose outputs kept too little of the photo, then a
+fine-tune on the 2-core CPU at a lower style weight, starting from those models:
+
+    python benchmarks/train_models.py train --data /tmp/photos --val /tmp/photos_val \\
+        --init GPU_MODELS_DIR --style-weight 8 --size 160 --batch-size 4 --steps 150 \\
+        --workers 1 --device cpu
+
+(150 steps for starry_night, 100 for the_scream and wave, each run by `brushwork train`
+with these flags; about 2-4 s a step on two cores.)
+
 The photo set is made by benchmarks/make_photo_set.sh. The compact weights are float16 and
 hold conv1_1..conv5_1, all that training reads (its deepest layer is relu5_1); conv5_2..
 conv5_4 are stored as one NaN each, expanded to their shapes, so that the file passes the
@@ -94,7 +105,8 @@ def train_all(args: argparse.Namespace) -> None:
             style_weight=args.style_weight, workers=args.workers, val=args.val,
             device=args.device, preview_every=args.preview_every, checkpoint_every=1000,
             checkpoint=str(work / f"{style}.ckpt"), preview_dir=str(work / style),
-            weights=args.weights, progress=False)
+            weights=args.weights, progress=False,
+            init=str(Path(args.init) / f"{style}.pt") if args.init else None)
         start = time.perf_counter()
         result = train(options)
         print(f"{style}: {result.steps} steps in {time.perf_counter() - start:.0f} s, "
@@ -134,6 +146,8 @@ def main() -> None:
     t.add_argument("--workers", type=int, default=6)
     t.add_argument("--preview-every", type=int, default=1000)
     t.add_argument("--device", default="auto")
+    t.add_argument("--init", metavar="DIR", help="fine-tune DIR/<style>.pt instead of "
+                   "starting at random")
     t.add_argument("--out", default=str(ROOT / "src" / "brushwork" / "models"))
     t.add_argument("--work", default="/tmp/brushwork-train",
                    help="checkpoints and previews [%(default)s]")

@@ -6,7 +6,7 @@ import torch
 from brushwork import io
 from brushwork.artistic import StyleOptions, stylize_tensor
 from brushwork.losses import gram
-from brushwork.tiling import TiledStyle, bytes_per_pixel, choose_tile, grid
+from brushwork.tiling import TiledProblem, TiledStyle, bytes_per_pixel, choose_tile, grid
 from brushwork.vgg import Features
 
 from .test_artistic import LAYERS, distances
@@ -80,3 +80,10 @@ def test_no_seams_at_tile_borders(runs):
         | {t.own[0] - 1 for t in tiles if t.own[0] > 0}
     assert dx[sorted(cols)].mean() < 1.25 * dx.mean(), (dx[sorted(cols)], dx.mean())
     assert dy[sorted(rows)].mean() < 1.25 * dy.mean(), (dy[sorted(rows)], dy.mean())
+
+
+def test_a_tiled_scale_says_how_it_is_split():
+    tiles = grid(100, 150, 64, 16)
+    assert len(tiles) == 2 * 3
+    assert TiledProblem(tiles, 16, None, None).describe() == \
+        "6 tiles of up to 64 px, 16 px overlap"

@@ -195,6 +195,9 @@ def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], Los
                     cb(step)
 
             problem = loss_for(scale)
+            if isinstance(problem, TiledProblem) and progress:
+                bar.write(f"scale {index + 1}: {scale.width}x{scale.height} in "
+                          f"{problem.describe()}")
             tile = max(scale.height, scale.width)
             while True:
                 try:

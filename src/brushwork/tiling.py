@@ -207,6 +207,11 @@ class TiledProblem:
     tile_loss: Callable[[Tile, dict[str, tuple[torch.Tensor, float]]], Callable]
     steps_per_visit: int = 10
 
+    def describe(self) -> str:
+        """How the scale is split, for the log: users should see why a step takes long."""
+        side = max(max(t.y1 - t.y0, t.x1 - t.x0) for t in self.tiles)
+        return f"{len(self.tiles)} tiles of up to {side} px, {self.overlap} px overlap"
+
     def optimise(self, image: torch.Tensor, iterations: int, optimizer: str, lr: float | None,
                  on_step: Callable[[int, dict[str, float], torch.Tensor], None],
                  start: int = 0) -> torch.Tensor:
