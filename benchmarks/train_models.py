@@ -14,16 +14,11 @@ Two steps, because the training machine (a GPU box) may reach nothing outside:
     python3 benchmarks/train_models.py train --data .data/photos --val .data/photos_val \\
         --weights .data/vgg19-slim.pt --minutes 2.5 --export $OUT
 
-The shipped models were made in two rounds: `train` on an H200 through gpu_run.sh (1.4 min
-per style at style weight 30, batch 16), whose outputs kept too little of the photo, then a
-fine-tune on the 2-core CPU at a lower style weight, starting from those models:
-
-    python benchmarks/train_models.py train --data /tmp/photos --val /tmp/photos_val \\
-        --init GPU_MODELS_DIR --style-weight 8 --size 160 --batch-size 4 --steps 150 \\
-        --workers 1 --device cpu
-
-(150 steps for starry_night, 100 for the_scream and wave, each run by `brushwork train`
-with these flags; about 2-4 s a step on two cores.)
+The shipped models are the output of that `train` step on an H200 (gpu_run.sh, 1.4 min per
+style, batch 16). `--init DIR` fine-tunes DIR/<style>.pt instead of starting at random;
+fine-tuning starry_night on the CPU at style weight 5 or 8 (160 px crops, batch 4, 60-150
+steps) kept more of the photo but lost style (see the closing note of issue 5), so the
+GPU models ship.
 
 The photo set is made by benchmarks/make_photo_set.sh. The compact weights are float16 and
 hold conv1_1..conv5_1, all that training reads (its deepest layer is relu5_1); conv5_2..
