@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "brushwork" / "examples"
 #: Runs a module as ``python -m`` would, then reports PyTorch's peak CUDA allocation.
@@ -32,9 +33,18 @@ finally:
 """
 
 
-def measure(module: str, args: list[str]) -> tuple[float, float, float]:
-    """(wall seconds, peak RSS in GB, peak CUDA GB) of one child process running ``module``
-    (RSS from its own rusage, via wait4)."""
+class Run(NamedTuple):
+    """What one child process cost: seconds of wall and CPU time, peak RSS and CUDA GB."""
+
+    wall: float
+    cpu: float
+    rss: float
+    cuda: float
+
+
+def measure(module: str, args: list[str]) -> Run:
+    """Run ``python -m module args`` as a child and measure it (its own rusage, via wait4);
+    exit with its error output if it fails. Shared by the benchmarks that time whole runs."""
     cmd = [sys.executable, "-c", PEAK_CUDA, module, *args]
     with tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
@@ -46,7 +56,8 @@ def measure(module: str, args: list[str]) -> tuple[float, float, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed: {module} {' '.join(args)}\n{log[-1500:]}")
     cuda = [int(line.split()[1]) for line in log.splitlines() if line.startswith("cuda-peak")]
-    return wall, usage.ru_maxrss / 2**20, (cuda[-1] if cuda else 0) / 2**30
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20,
+               (cuda[-1] if cuda else 0) / 2**30)
 
 
 def main() -> int:
@@ -63,15 +74,15 @@ def main() -> int:
     for size in a.sizes:
         base = ["stylize", str(content), str(style), "-o", str(out), "--size", str(size),
                 "--scales", "1", "--quiet", "--device", a.device]
-        t1, _, _ = measure("brushwork", [*base, "--iterations", "1"])
-        tn, peak, cuda = measure("brushwork", [*base, "--iterations", str(a.steps + 1)])
+        t1, _, _, _ = measure("brushwork", [*base, "--iterations", "1"])
+        tn, _, peak, cuda = measure("brushwork", [*base, "--iterations", str(a.steps + 1)])
         ours = (tn - t1) / a.steps
         print(f"{size:5d} {'brushwork':10s} {ours:8.3f} {peak:7.2f} {cuda:8.2f}", flush=True)
         if a.pastiche:
             cmd = ["--device", "cpu" if a.device == "auto" else a.device, "--size", str(size),
                    "-c", str(content), "-s", str(style), "-o", str(out), "--no-verbose"]
-            p1, _, _ = measure("pastiche", [*cmd, "--num-steps", "1"])
-            pn, ppeak, pcuda = measure("pastiche", [*cmd, "--num-steps", str(a.steps + 1)])
+            p1, _, _, _ = measure("pastiche", [*cmd, "--num-steps", "1"])
+            pn, _, ppeak, pcuda = measure("pastiche", [*cmd, "--num-steps", str(a.steps + 1)])
             theirs = (pn - p1) / a.steps
             print(f"{size:5d} {'pastiche':10s} {theirs:8.3f} {ppeak:7.2f} {pcuda:8.2f} "
                   f"{theirs / ours:5.2f}x", flush=True)

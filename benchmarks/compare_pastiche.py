@@ -14,14 +14,12 @@ Extra flags after ``--`` go to `brushwork stylize` (e.g. ``-- --iterations 200``
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_speed import measure  # noqa: E402
 from scorer import score  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "images"
@@ -29,19 +27,6 @@ PAIRS = (("content/tubingen.jpg", "style/starry_night.jpg"),
          ("content/chelsea.png", "style/the_scream.jpg"),
          ("content/horses.jpg", "style/wave.jpg"),
          ("content/coffee.png", "style/woman-with-hat-matisse.jpg"))
-
-
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Run a command, fail loudly on error; (wall, CPU) seconds. CPU time is the fairer
-    figure on a busy machine, where wall time depends on what else runs."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"command failed: {' '.join(cmd)}\n{done.stderr[-2000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def main() -> int:
@@ -69,15 +54,15 @@ def main() -> int:
         content, style = Path(a.images) / content_rel, Path(a.images) / style_rel
         name = f"{content.stem}+{style.stem}"
         p_out, b_out = out_dir / f"{name}.pastiche.png", out_dir / f"{name}.brushwork.png"
-        t_p = timed([sys.executable, "-m", "pastiche", "--device", a.device, "--seed", "0",
+        t_p = measure("pastiche", ["--device", a.device, "--seed", "0",
                      "--size", str(a.size), "--num-steps", str(a.pastiche_steps), "--no-verbose",
                      "-c", str(content), "-s", str(style), "-o", str(p_out)])
-        t_b = timed([sys.executable, "-m", "brushwork", "stylize", str(content), str(style),
+        t_b = measure("brushwork", ["stylize", str(content), str(style),
                      "-o", str(b_out), "--size", str(a.size), "--device", a.device, "--quiet",
                      *a.brushwork_args])
         s_p = score(p_out, content, style, eval_size)
         s_b = score(b_out, content, style, eval_size)
-        for system, (wall, cpu), s in (("pastiche", t_p, s_p), ("brushwork", t_b, s_b)):
+        for system, (wall, cpu, _, _), s in (("pastiche", t_p, s_p), ("brushwork", t_b, s_b)):
             print(f"{name:34s} {system:10s} {wall:8.1f} {cpu:8.1f} {s['style']:7.3f} "
                   f"{s['content']:8.3f} {s['gatys_style']:10.4g}")
         won = s_b["style"] <= s_p["style"] and s_b["content"] <= s_p["content"]
