@@ -8,7 +8,7 @@ from brushwork import colour, io
 from brushwork.artistic import StyleOptions, stylize, stylize_tensor
 from brushwork.errors import BrushworkError
 from brushwork.losses import gram
-from brushwork.optimise import Interrupted
+from brushwork.optimise import Checkpoint, Interrupted, Snapshots
 from brushwork.vgg import Features
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -107,6 +107,16 @@ def test_interrupt_keeps_image_and_resume_finishes(pair):
     stylize_tensor(content, [style], options, [lambda s: seen.append(s.done)],
                    resume=stop.value.checkpoint, progress=False)
     assert seen == list(range(6, 13))
+
+
+def test_a_checkpoint_is_also_written_when_minutes_pass_between_due_steps(pair, tmp_path):
+    content, style = pair
+    options = StyleOptions(**dict(SMALL, iterations=3))
+    timely = Snapshots(tmp_path / "timely.png", {}, checkpoint_every=1000, checkpoint_minutes=1e-9)
+    by_steps = Snapshots(tmp_path / "steps.png", {}, checkpoint_every=1000)
+    stylize_tensor(content, [style], options, [timely, by_steps], progress=False)
+    assert Checkpoint.load(tmp_path / "timely.png.ckpt").iteration == 3
+    assert not (tmp_path / "steps.png.ckpt").exists()
 
 
 def test_pyramid_runs_coarse_to_fine(pair):

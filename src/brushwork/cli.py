@@ -82,6 +82,9 @@ def add_optimisation_args(p: argparse.ArgumentParser, defaults) -> None:
                    help="write the image every N steps next to the output")
     g.add_argument("--checkpoint-every", type=int, default=25, metavar="N",
                    help="write OUTPUT.ckpt every N steps for --resume [%(default)s]")
+    g.add_argument("--checkpoint-minutes", type=float, default=5.0, metavar="M",
+                   help="also write it when M minutes have passed since the last one, for "
+                        "large sizes where a step takes minutes; 0 = off [%(default)s]")
     g.add_argument("--resume", action="store_true",
                    help="continue from OUTPUT.ckpt left by an interrupted run")
     g.add_argument("--quiet", action="store_true", help="no progress bar")

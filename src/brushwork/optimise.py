@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -233,14 +234,21 @@ def _optimise(problem: LossFn | TiledProblem, image: torch.Tensor, iterations: i
 
 class Snapshots:
     """Callback that writes the image every ``save_every`` steps and a checkpoint every
-    ``checkpoint_every`` steps, both atomically, so a crash loses at most a few steps."""
+    ``checkpoint_every`` steps, both atomically, so a crash loses at most a few steps.
+
+    Steps of a large tiled scale take minutes, so a checkpoint is also written once
+    ``checkpoint_minutes`` have passed since the last one: a killed 4096 px run would
+    otherwise lose every scale after the last multiple of ``checkpoint_every``.
+    """
 
     def __init__(self, output: str | os.PathLike, settings: dict, save_every: int = 0,
-                 checkpoint_every: int = 0) -> None:
+                 checkpoint_every: int = 0, checkpoint_minutes: float = 0.0) -> None:
         self.output = Path(output)
         self.settings = settings
         self.save_every = save_every
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_minutes = checkpoint_minutes
+        self.last_checkpoint = time.monotonic()
 
     @staticmethod
     def checkpoint_path(output: str | os.PathLike) -> Path:
@@ -252,6 +260,10 @@ class Snapshots:
         if self.save_every and step.done % self.save_every == 0:
             path = self.output.with_name(f"{self.output.stem}_{step.done:05d}{self.output.suffix}")
             save_image(step.image, path)
-        if self.checkpoint_every and step.done % self.checkpoint_every == 0:
+        due = self.checkpoint_every and step.done % self.checkpoint_every == 0
+        late = (self.checkpoint_minutes
+                and time.monotonic() - self.last_checkpoint >= 60 * self.checkpoint_minutes)
+        if due or late:
+            self.last_checkpoint = time.monotonic()
             Checkpoint(step.image.cpu(), step.scale, step.iteration, self.settings).save(
                 self.checkpoint_path(self.output))

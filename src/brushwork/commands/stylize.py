@@ -83,8 +83,9 @@ def run_with_snapshots(args: argparse.Namespace, output: Path, settings: dict,
         resume = Checkpoint.load(ckpt_path)
         if resume.settings != settings:
             warnings.warn("resuming with settings that differ from the checkpoint's", stacklevel=1)
-    callbacks: list[Callback] = [Snapshots(output, settings, args.save_every,
-                                           args.checkpoint_every), *extra_callbacks]
+    snapshots = Snapshots(output, settings, args.save_every, args.checkpoint_every,
+                          args.checkpoint_minutes)
+    callbacks: list[Callback] = [snapshots, *extra_callbacks]
     try:
         image = work(callbacks, resume)
     except Interrupted as stop:
