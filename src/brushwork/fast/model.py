@@ -129,8 +129,10 @@ def describe(path: Path) -> str:
     model = load_model(path)
     s = model.settings
     cfg = model.net.config()
-    trained = ", ".join(f"{k} {s[k]}" for k in ("steps", "batch_size", "size", "device", "seconds")
-                        if k in s)
+    trained = ", ".join(f"{k} {s[k]}" for k in ("steps", "batch_size", "size", "style_weight",
+                                                  "device", "seconds") if k in s)
+    if s.get("init"):
+        trained += f", fine-tuned from {Path(s['init']).name}"
     return (f"{path.stem:<16} style {model.style:<16} {path.stat().st_size / 1e6:.2f} MB  "
             f"width {cfg['channels']}, {cfg['residual_blocks']} residual blocks"
             + (f"  (trained: {trained})" if trained else ""))
