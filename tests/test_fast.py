@@ -265,11 +265,13 @@ def test_shipped_models_are_listed_and_used_by_name(trained, tmp_path: Path, mon
     trainer, _, _ = trained
     shelf = tmp_path / "models"
     shelf.mkdir()
-    save_model(trainer.net, shelf / "tiny_starry.pt", "starry_night", {"steps": 8})
+    save_model(trainer.net, shelf / "tiny_starry.pt", "starry_night",
+               {"steps": 8, "style_weight": 10.0, "init": "/elsewhere/base.pt"})
     monkeypatch.setattr(model_mod, "MODELS_DIR", shelf)
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
     assert "tiny_starry" in listing and "starry_night" in listing and "width 8" in listing
+    assert "style_weight 10.0" in listing and "fine-tuned from base.pt" in listing
     photo = tmp_path / "photo.jpg"
     photo.write_bytes((examples / "chelsea.jpg").read_bytes())
     assert main(["fast", "tiny_starry", str(photo), "--size", "64"]) == 0
