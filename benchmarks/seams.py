@@ -13,13 +13,14 @@ import sys
 import numpy as np
 from PIL import Image
 
+from brushwork.artistic import StyleOptions
 from brushwork.tiling import grid
 
 img = Image.open(sys.argv[1]).convert("RGB")
 tile = int(sys.argv[2])
 a = np.asarray(img, np.float32)
 h, w, _ = a.shape
-tiles = grid(h, w, tile, 64)
+tiles = grid(h, w, tile, StyleOptions.overlap)  # the run's default overlap
 xs = sorted({t.own[3] for t in tiles if t.own[3] < w})
 ys = sorted({t.own[1] for t in tiles if t.own[1] < h})
 print("image", w, h, "tiles", len(tiles), "owned borders x", xs, "y", ys)

@@ -15,10 +15,11 @@ Two steps, because the training machine (a GPU box) may reach nothing outside:
         --weights .data/vgg19-slim.pt --minutes 2.5 --export $OUT
 
 The shipped models are the output of that `train` step on an H200 (gpu_run.sh, 1.4 min per
-style, batch 16). `--init DIR` fine-tunes DIR/<style>.pt instead of starting at random;
-fine-tuning starry_night on the CPU at style weight 5 or 8 (160 px crops, batch 4, 60-150
-steps) kept more of the photo but lost style (see the closing note of issue 5), so the
-GPU models ship.
+style, batch 16). `--init DIR` fine-tunes DIR/<style>.pt instead of starting at random.
+starry_night and wave ship as trained there (a CPU fine-tune of starry_night at style
+weight 5 or 8 kept more of the photo but lost too much style); the_scream was fine-tuned
+on the 2-core CPU with `brushwork train --init`: 20 min at style weight 10, then 14 min at
+6 (256 px crops, batch 4), which kept more of the photo at the same style distance.
 
 The photo set is made by benchmarks/make_photo_set.sh. The compact weights are float16 and
 hold conv1_1..conv5_1, all that training reads (its deepest layer is relu5_1); conv5_2..
