@@ -54,3 +54,17 @@ def test_weights_command_reports_the_cache():
     done = subprocess.run([sys.executable, "-m", "brushwork", "weights"], capture_output=True,
                           text=True, check=True)
     assert "valid VGG-19" in done.stdout
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, examples, capsys):
+    out = tmp_path / "out.png"
+    argv = ["stylize", str(examples / "chelsea.jpg"), str(examples / "wave.jpg"), "-o", str(out),
+            "--size", "320", "--scales", "2", "--iterations", "5,3", "--tile", "256",
+            "--device", "cpu", "--dry-run"]
+    assert main(argv) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    scales = [r for r in rows if r and r[0].isdigit()]
+    # chelsea is 451x300: 320x213 at the last scale, cut by 256 px tiles into two columns.
+    assert [r[1] for r in scales] == ["226x151", "320x213"]
+    assert scales[0][3] == "whole" and scales[1][3:6] == ["2", "x", "256px"]
+    assert not out.exists()

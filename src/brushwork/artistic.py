@@ -186,6 +186,15 @@ def style_grams(net: Features, styles: Sequence[torch.Tensor], blend: Sequence[f
     return out
 
 
+def tile_for(options: StyleOptions, height: int, width: int, per_pixel: float,
+             budget: int) -> int | None:
+    """The tile side for one scale, None when it runs whole; shared by the run and --dry-run,
+    so that both decide alike from the same memory ``budget``."""
+    tile = options.tile if options.tile is not None else choose_tile(
+        height, width, per_pixel, budget)
+    return tile if tile and tile < max(height, width) else None
+
+
 def styles_at(styles: Sequence[torch.Tensor], scale: Scale, factor: float) -> list[torch.Tensor]:
     """Resize each style so its area is ``factor``^2 times the output's at this scale."""
     area = scale.height * scale.width * factor ** 2
@@ -237,6 +246,7 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
     scales = pyramid(h, w, options.scales, options.iterations)
 
     per_pixel = bytes_per_pixel(list(net.layers), dtype)
+    budget = available_memory(device)  # once: later scales would see our own freed buffers
 
     def targets(scale: Scale) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         grams = style_grams(net, styles_at(styles, scale, options.style_scale), blend,
@@ -251,9 +261,8 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
             net, options, t.crop(content_s), grams, dtype, rest, t.own_mask(device)))
 
     def loss_for(scale: Scale) -> Callable | TiledProblem:
-        tile = options.tile if options.tile is not None else choose_tile(
-            scale.height, scale.width, per_pixel, available_memory(device))
-        if tile and tile < max(scale.height, scale.width):
+        tile = tile_for(options, scale.height, scale.width, per_pixel, budget)
+        if tile:
             return tiled_for(scale, tile)
         content_s, grams = targets(scale)
         return ArtisticLoss(net, options, content_s, grams, dtype)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from brushwork.artistic import StyleOptions
+from brushwork.artistic import StyleOptions, tile_for
 from brushwork.optimise import pyramid
 from brushwork.runtime import autocast, pick_device, resolve_precision
-from brushwork.tiling import available_memory, bytes_per_pixel, choose_tile, grid
+from brushwork.tiling import available_memory, bytes_per_pixel, grid
 from brushwork.vgg import Features
 
 CALIBRATION_SIDE = 128
@@ -63,17 +63,14 @@ def plan(options: StyleOptions, height: int, width: int) -> list[PlannedScale]:
     rows = []
     for scale in pyramid(height, width, options.scales, options.iterations):
         pixels = scale.height * scale.width
-        tile = options.tile if options.tile is not None else choose_tile(
-            scale.height, scale.width, per_pixel, budget)
-        tiled = bool(tile) and tile < max(scale.height, scale.width)
-        tiles = len(grid(scale.height, scale.width, tile, options.overlap)) if tiled else 1
-        piece = min(pixels, tile * tile) if tiled else pixels
-        work = sum((t.y1 - t.y0) * (t.x1 - t.x0) for t in
-                   grid(scale.height, scale.width, tile, options.overlap)) if tiled else pixels
-        rows.append(PlannedScale(scale.width, scale.height, scale.iterations,
-                                 tile if tiled else None, tiles, piece * per_pixel,
+        tile = tile_for(options, scale.height, scale.width, per_pixel, budget)
+        boxes = grid(scale.height, scale.width, tile, options.overlap) if tile else []
+        piece = min(pixels, tile * tile) if tile else pixels
+        work = sum((t.y1 - t.y0) * (t.x1 - t.x0) for t in boxes) if tile else pixels
+        rows.append(PlannedScale(scale.width, scale.height, scale.iterations, tile,
+                                 max(1, len(boxes)), piece * per_pixel,
                                  scale.iterations * work * cost
-                                 * (TILED_OVERHEAD if tiled else 1.0)))
+                                 * (TILED_OVERHEAD if tile else 1.0)))
     return rows
 
 
