@@ -19,11 +19,10 @@ from brushwork import colour, io
 from brushwork.errors import BrushworkError
 from brushwork.losses import content_loss, gram, style_loss, tv_loss
 from brushwork.optimise import Callback, Checkpoint, Scale, pyramid, resize, run
-from brushwork.runtime import autocast, pick_device, resolve_precision
+from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
 from brushwork.tiling import (
     TiledProblem,
     TiledStyle,
-    available_memory,
     bytes_per_pixel,
     choose_tile,
     grid,

@@ -14,8 +14,8 @@ import torch
 
 from brushwork.artistic import StyleOptions, tile_for
 from brushwork.optimise import pyramid
-from brushwork.runtime import autocast, pick_device, resolve_precision
-from brushwork.tiling import available_memory, bytes_per_pixel, grid
+from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
+from brushwork.tiling import bytes_per_pixel, grid
 from brushwork.vgg import Features
 
 CALIBRATION_SIDE = 128

@@ -11,7 +11,6 @@ style; results are written back through a feathered window, so there are no seam
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -105,19 +104,6 @@ def bytes_per_pixel(layers: list[str], dtype: torch.dtype = torch.float32) -> fl
             floats += channels / (down * down if name.startswith("conv") else 4 * down * down)
     size = torch.finfo(dtype).bits / 8
     return floats * size * BACKWARD_OVERHEAD
-
-
-def available_memory(device: torch.device) -> int:
-    """Free memory on the device, in bytes: what a tile may use."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            info = {line.split(":")[0]: line.split()[1] for line in fh}
-        return int(info["MemAvailable"]) * 1024
-    except (OSError, KeyError, ValueError):
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
 def choose_tile(height: int, width: int, per_pixel: float, budget: int,

@@ -34,7 +34,7 @@ from brushwork.fast.model import FastModel, load_model
 from brushwork.fast.network import STRIDE, TransformerNet
 from brushwork.fast.train import IMAGE_SUFFIXES
 from brushwork.optimise import resize
-from brushwork.runtime import autocast, pick_device, resolve_precision
+from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
 
 #: Share of free memory one forward pass may take (the rest is for the image, the output
 #: accumulator and whatever else runs).
@@ -85,23 +85,6 @@ def bytes_per_pixel(net: TransformerNet, dtype: torch.dtype) -> int:
     """
     element = torch.finfo(dtype).bits // 8
     return 2 * element * (6 * net.channels + 12)
-
-
-def free_memory(device: torch.device) -> int:
-    """Bytes free on the device: CUDA's own count, else the OS's available memory."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 2 << 30
 
 
 def _norms(net: nn.Module) -> list[nn.GroupNorm]:
@@ -186,7 +169,7 @@ class Stylist:
         """Pixels one forward pass may take: from --max-tile, else from free memory."""
         if self.options.max_tile:
             return self.options.max_tile ** 2
-        budget = MEMORY_SHARE * free_memory(self.device)
+        budget = MEMORY_SHARE * available_memory(self.device)
         return max(256 * 256, int(budget // bytes_per_pixel(self.net, self.dtype)))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
