@@ -11,11 +11,13 @@ from brushwork.errors import BrushworkError
 from brushwork.matting import (
     MattingLoss,
     affine_smooth,
+    affine_upsample,
     closed_form_matte,
     composite,
     estimate_foreground,
     matting_energy,
     matting_laplacian,
+    resample,
     scribble_constraints,
     trimap_constraints,
 )
@@ -229,3 +231,19 @@ def test_affine_smooth_keeps_affine_images_and_removes_unexplained_noise() -> No
     noisy = np.clip(affine + 0.05 * rng.standard_normal(affine.shape), 0.0, 1.0)
     cleaned = affine_smooth(noisy, guide, radius=4, eps=1e-4)
     assert np.abs(cleaned - affine).mean() < 0.5 * np.abs(noisy - affine).mean()
+
+
+def test_affine_upsample_restores_full_detail_where_bilinear_blurs() -> None:
+    rng = np.random.default_rng(5)
+    guide = gaussian_filter(rng.random((96, 120, 3)), sigma=(1.5, 1.5, 0.0))
+    guide = (guide - guide.min()) / (guide.max() - guide.min())
+    matrix = np.array([[0.6, 0.1, -0.1], [0.0, 0.5, 0.2], [0.1, -0.2, 0.4]])
+    offset = np.array([0.2, 0.1, 0.3])
+    truth = guide @ matrix + offset  # what a transfer at full size would have given
+    small = resample(guide, (48, 60)) @ matrix + offset  # the same look, made at half size
+
+    enlarged = affine_upsample(small, guide)
+    plain = resample(small, guide.shape[:2])
+    assert enlarged.shape == truth.shape
+    assert np.abs(enlarged - truth).mean() < 0.25 * np.abs(plain - truth).mean()
+    assert np.abs(enlarged - truth).mean() < 0.01

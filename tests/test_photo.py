@@ -167,11 +167,21 @@ def test_photo_command_with_automatic_regions(tmp_path: Path, pair: dict[str, Pa
     code = cli.main(["photo", str(pair["content"]), str(pair["style"]), "-o", str(out),
                      "--size", "48", "--iterations", "4", "--scales", "1",
                      "--matting-iterations", "2", "--regions", "2", "--smooth", "--quiet",
-                     "--device", "cpu"])
+                     "--device", "cpu", "--output-size", "96"])
     assert code == 0
     with Image.open(out) as written:
-        assert written.size == (48, 30)
-    assert io.read_metadata(out)["matting_iterations"] == 2
+        assert written.size == (96, 60)  # run at 48 px, enlarged
+    meta = io.read_metadata(out)
+    assert meta["matting_iterations"] == 2 and meta["output_size"] == 96
+
+
+def test_output_size_below_the_run_size_is_refused(tmp_path: Path, pair: dict[str, Path],
+                                                   capsys: pytest.CaptureFixture) -> None:
+    code = cli.main(["photo", str(pair["content"]), str(pair["style"]), "-o",
+                     str(tmp_path / "x.png"), "--size", "64", "--output-size", "48"])
+    assert code == 2
+    assert "--output-size 48 must exceed --size 64" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_photo_command_refuses_a_single_mask(tmp_path: Path, pair: dict[str, Path],

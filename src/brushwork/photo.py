@@ -39,6 +39,7 @@ from brushwork.losses import gram, style_loss
 from brushwork.matting import (
     MattingLoss,
     affine_smooth,
+    affine_upsample,
     closed_form_matte,
     composite,
     estimate_foreground,
@@ -342,6 +343,7 @@ class PhotoOptions(StyleOptions):
     smooth: bool = False
     smooth_radius: int = 4
     smooth_eps: float = 1e-3
+    output_size: int | None = None  # enlarge the result to this longest side, photographically
 
     def check(self) -> PhotoOptions:
         super().check()
@@ -351,6 +353,10 @@ class PhotoOptions(StyleOptions):
             raise BrushworkError("regions must be at least 1 (1 = no automatic segmentation)")
         if self.smooth_radius < 1 or self.smooth_eps <= 0:
             raise BrushworkError("smooth-radius must be at least 1 and smooth-eps above 0")
+        if self.output_size is not None and io.check_size(self.output_size, "--output-size") \
+                <= self.size:
+            raise BrushworkError(f"--output-size {self.output_size} must exceed --size "
+                                 f"{self.size}: the transfer runs at --size, then is enlarged")
         if self.preserve_colour != "none" or self.style_blend is not None:
             raise BrushworkError("photo transfer takes one style and its colours; drop "
                                  "preserve-colour and style-blend")
@@ -423,6 +429,17 @@ def photo_tensor(content: torch.Tensor, style: torch.Tensor, content_labels: np.
     return out
 
 
+def enlarge(image: torch.Tensor, content: ImageLike, options: PhotoOptions) -> torch.Tensor:
+    """The run's output carried to ``options.output_size`` (unchanged without one) by local
+    affine upsampling guided by the content at that size: full detail, still photographic,
+    for the cost of a few passes over the large image instead of a run at that size."""
+    if options.output_size is None:
+        return image
+    full = io.as_tensor(content, options.output_size)
+    big = affine_upsample(_array(image), _array(full))
+    return torch.from_numpy(big).float().permute(2, 0, 1)[None]
+
+
 def _array(image: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) tensor -> (H, W, 3) float64 array, the layout of ``matting``."""
     return image[0].detach().permute(1, 2, 0).cpu().double().numpy()
@@ -461,7 +478,7 @@ def photo_transfer(content: ImageLike, style: ImageLike, content_mask: MaskLike 
     opts = PhotoOptions(**options).check()
     inputs = load_inputs(content, style, content_mask, style_mask, opts.size)
     out = photo_tensor(*inputs, opts, [callback] if callback else [])
-    return io.tensor_to_pil(out)
+    return io.tensor_to_pil(enlarge(out, content, opts))
 
 
 def style_distance(image: torch.Tensor, style: torch.Tensor, net: Features,
