@@ -281,6 +281,21 @@ def test_shipped_models_are_listed_and_used_by_name(trained, tmp_path: Path, mon
     assert "tiny_starry" in capsys.readouterr().err
 
 
+def test_the_edge_margin_calms_the_band_a_shipped_model_paints_on_the_right(
+        examples: Path) -> None:
+    stylist = Stylist(model_mod.resolve("the_scream"), FastOptions(device="cpu"))
+    photo = io.load_image(examples / "tubingen.jpg", 256)
+
+    def right_band(image: torch.Tensor) -> float:
+        """Mean jump between neighbouring columns in the last 16 px over the interior's."""
+        jumps = (image[..., 1:] - image[..., :-1]).abs().mean(dim=(0, 1, 2))
+        return float(jumps[-16:].mean() / jumps[16:-16].mean())
+
+    raw, served = right_band(stylist.network(photo)), right_band(stylist(photo))
+    assert raw > 2.0  # the artefact the margin is for
+    assert served < 0.7 * raw
+
+
 def test_video_keeps_its_sound_and_smoothing_lowers_flicker(trained, tmp_path: Path,
                                                             examples: Path) -> None:
     pytest.importorskip("cv2")

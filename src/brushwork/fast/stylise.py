@@ -39,6 +39,13 @@ from brushwork.runtime import autocast, available_memory, pick_device, resolve_p
 #: Share of free memory one forward pass may take (the rest is for the image, the output
 #: accumulator and whatever else runs).
 MEMORY_SHARE = 0.4
+#: Rows and columns of reflected picture added below and right of an image for the network
+#: and cut off after. The stride-2 convolutions see padding on the left and top edges only,
+#: so trained networks paint a band of junk along the right and bottom edges (mean jump
+#: between neighbouring columns 2-3x the interior's in the last 16 px); this margin takes
+#: the band, for 6 % more pixels at 512x512. Measured on the_scream over 4 photos: 2.7x ->
+#: 1.45x (16 px on all four sides: 1.38x).
+EDGE_PAD = 16
 
 
 @dataclass
@@ -223,7 +230,10 @@ class Stylist:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Stylise a batch (N, 3, H, W) in 0..1: network, colour step, strength; on the CPU."""
         images = images.float().cpu()
-        return finish(self.network(images), images, self.options)
+        h, w = images.shape[-2:]
+        pad_h, pad_w = min(EDGE_PAD, h - 1), min(EDGE_PAD, w - 1)  # reflect needs pad < side
+        padded = F.pad(images, (0, pad_w, 0, pad_h), mode="reflect")
+        return finish(self.network(padded)[..., :h, :w], images, self.options)
 
 
 def finish(output: torch.Tensor, content: torch.Tensor, options: FastOptions) -> torch.Tensor:
