@@ -8,12 +8,16 @@ Run from the repository root (needs the shared test photos next to the repositor
 The solve is timed twice: with a trimap (unknown band of +-6 px around the foreground region of
 the photo's segmentation) and with sparse scribbles (every 16th row of the clearly inside and
 outside parts), the worst case, where the whole image is unknown.
+
+``--upsample-to`` times ``affine_upsample`` (what ``brushwork photo --output-size`` adds to a
+run) carrying a 512 px result to each given size, with its peak of traced memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +25,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import binary_dilation, binary_erosion
 
-from brushwork.matting import closed_form_matte, matting_laplacian
+from brushwork.matting import affine_upsample, closed_form_matte, matting_laplacian
 
 PHOTO = Path(__file__).resolve().parents[2] / "shared" / "images" / "photo"
 
@@ -47,6 +51,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--solve-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--upsample-to", type=int, nargs="*", default=[2048, 4096])
     args = parser.parse_args()
 
     for size in args.sizes:
@@ -73,6 +78,16 @@ def main() -> None:
         )
         unknown = 100.0 * (1.0 - known.mean())
         print(f"closed_form_matte {size}x{size} {name} ({unknown:.0f}% unknown): {seconds:.2f} s")
+
+    small = load("input/in1.png", 512, Image.Resampling.BILINEAR) / 255.0
+    for size in args.upsample_to:
+        guide = load("input/in1.png", size, Image.Resampling.BILINEAR) / 255.0
+        tracemalloc.start()
+        seconds = best_of(1, lambda guide=guide: affine_upsample(small, guide))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        print(f"affine_upsample 512x512 -> {size}x{size}: {seconds:.2f} s, "
+              f"peak {peak / 2**30:.2f} GB")
 
 
 if __name__ == "__main__":

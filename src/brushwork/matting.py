@@ -411,14 +411,21 @@ def affine_coefficients(
 
 def apply_affine(coefficients: np.ndarray, guide: np.ndarray) -> np.ndarray:
     """The output the (H, W, 4, 3) ``coefficients`` give on ``guide``, clipped to 0..1;
-    coefficients of another size are resampled (bilinear) to the guide's."""
+    coefficients of another size are resampled (bilinear) to the guide's, one map at a
+    time, so a large guide costs a few image-sized planes rather than twelve."""
     guide_rgb = _as_rgb(guide, "guide")
-    coeff = coefficients
-    if coeff.shape[:2] != guide_rgb.shape[:2]:
-        flat = resample(coeff.reshape(*coeff.shape[:2], 12), guide_rgb.shape[:2])
-        coeff = flat.reshape(*guide_rgb.shape[:2], 4, 3)
-    out = np.einsum("hwc,hwck->hwk", guide_rgb, coeff[..., :3, :]) + coeff[..., 3, :]
-    return np.clip(out, 0.0, 1.0)
+    shape = guide_rgb.shape[:2]
+
+    def plane(row: int, channel: int) -> np.ndarray:
+        values = coefficients[..., row, channel]
+        return values if values.shape == shape else resample(values, shape)
+
+    out = np.empty_like(guide_rgb)
+    for k in range(3):
+        out[..., k] = plane(3, k)
+        for c in range(3):
+            out[..., k] += guide_rgb[..., c] * plane(c, k)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def affine_smooth(
