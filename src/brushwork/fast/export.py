@@ -1,6 +1,7 @@
 """Export a trained network to ONNX, for onnxruntime and other runtimes without PyTorch.
 
-The graph takes ``image`` (N, 3, H, W), RGB in 0..1, of any batch and size (both sides at
+The graph is the network as `brushwork fast` serves it (``stylise.Served``: edge margin
+included). It takes ``image`` (N, 3, H, W), RGB in 0..1, of any batch and size (both sides at
 least ``network.MIN_SIDE``), and gives ``stylised`` of the same shape. It is made with
 PyTorch's torch.export-based exporter (the TorchScript one is deprecated), with the
 batch, height and width symbolic, so the padding to a multiple of four stays in the graph.
@@ -20,15 +21,17 @@ import torch
 from brushwork.errors import BrushworkError
 from brushwork.fast.model import FastModel, load_model
 from brushwork.fast.network import MIN_SIDE
+from brushwork.fast.stylise import Served
 from brushwork.io import atomic_write
 
 OPSET = 18
 
 
 def _cpu_net(model: FastModel | str | os.PathLike) -> torch.nn.Module:
-    """The model's network in float32 on the CPU: what ONNX export and its check compare."""
+    """The model's network as served (edge margin included) in float32 on the CPU: what
+    ONNX export and its check compare."""
     model = model if isinstance(model, FastModel) else load_model(model)
-    return model.net.float().cpu().eval()
+    return Served(model.net.float().cpu()).eval()
 
 
 def export_onnx(model: FastModel | str | os.PathLike, path: str | os.PathLike,
@@ -45,8 +48,9 @@ def export_onnx(model: FastModel | str | os.PathLike, path: str | os.PathLike,
     # Sides that are not multiples of four, so the example exercises the padding path, and
     # a batch of two: torch.export would fix a batch of one as a constant.
     example = torch.rand(2, 3, 4 * 16 + 1, 4 * 16 + 3)
-    shapes = {"x": {0: Dim("batch", max=1024), 2: Dim("height", min=MIN_SIDE, max=1 << 16),
-                    3: Dim("width", min=MIN_SIDE, max=1 << 16)}}
+    shapes = {"images": {0: Dim("batch", max=1024),
+                         2: Dim("height", min=MIN_SIDE, max=1 << 16),
+                         3: Dim("width", min=MIN_SIDE, max=1 << 16)}}
 
     def write(tmp: str) -> None:
         quiet = logging.getLogger("torch.onnx")

@@ -48,6 +48,26 @@ MEMORY_SHARE = 0.4
 EDGE_PAD = 16
 
 
+def with_margin(images: torch.Tensor) -> torch.Tensor:
+    """``images`` with the EDGE_PAD margin reflected onto the right and bottom (less on
+    images too small to reflect that far); cut the network's output back to the input size."""
+    h, w = images.shape[-2:]
+    return F.pad(images, (0, min(EDGE_PAD, w - 1), 0, min(EDGE_PAD, h - 1)), mode="reflect")
+
+
+class Served(nn.Module):
+    """The network as ``brushwork fast`` runs it (margin added, then cut off): what ONNX
+    export writes, so that other runtimes give the same pictures."""
+
+    def __init__(self, net: TransformerNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        return self.net(with_margin(images))[..., :h, :w]
+
+
 @dataclass
 class FastOptions:
     """Settings of a fast stylisation; the defaults give the network's plain output."""
@@ -231,9 +251,7 @@ class Stylist:
         """Stylise a batch (N, 3, H, W) in 0..1: network, colour step, strength; on the CPU."""
         images = images.float().cpu()
         h, w = images.shape[-2:]
-        pad_h, pad_w = min(EDGE_PAD, h - 1), min(EDGE_PAD, w - 1)  # reflect needs pad < side
-        padded = F.pad(images, (0, pad_w, 0, pad_h), mode="reflect")
-        return finish(self.network(padded)[..., :h, :w], images, self.options)
+        return finish(self.network(with_margin(images))[..., :h, :w], images, self.options)
 
 
 def finish(output: torch.Tensor, content: torch.Tensor, options: FastOptions) -> torch.Tensor:
