@@ -474,6 +474,7 @@ def photo_transfer(content: ImageLike, style: ImageLike, content_mask: MaskLike 
     them, regions are found automatically (see ``auto_labels``).
 
     >>> img = photo_transfer("in.png", "tar.png", "in_seg.png", "tar_seg.png", size=384)
+    >>> big = photo_transfer("in.jpg", "tar.jpg", size=512, output_size=4000)  # see enlarge
     """
     opts = PhotoOptions(**options).check()
     inputs = load_inputs(content, style, content_mask, style_mask, opts.size)
