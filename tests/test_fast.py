@@ -341,3 +341,35 @@ def test_init_starts_from_a_trained_model_and_refuses_another_shape(trained, pho
     with pytest.raises(BrushworkError, match="--residual-blocks"):
         Trainer(tiny_options(photos, tmp_path / "x.pt", init=trainer.o.output,
                              residual_blocks=2), CPU)
+
+
+def test_mix_gives_the_weights_between_a_model_and_its_fine_tune(trained, photos: Path,
+                                                                 tmp_path: Path, capsys,
+                                                                 monkeypatch) -> None:
+    trainer, _, _ = trained
+    tuned = Trainer(tiny_options(photos, tmp_path / "tuned.pt", init=trainer.o.output,
+                                 steps=3, style_weight=1.0, lr=0.02), CPU)
+    tuned.run()
+    mixed = tmp_path / "mixed.pt"
+    assert main(["mix", str(trainer.o.output), str(tuned.o.output), "--weight", "0.25",
+                 "-o", str(mixed)]) == 0
+    first, second, between = (load_model(p).net.state_dict()
+                              for p in (trainer.o.output, tuned.o.output, mixed))
+    moved = 0.0
+    for name, value in first.items():
+        if value.is_floating_point():
+            expected = 0.75 * value + 0.25 * second[name]
+            assert torch.allclose(between[name], expected, atol=2e-3, rtol=2e-3)  # float16 file
+            moved = max(moved, float((second[name] - value).abs().max()))
+    assert moved > 0.03  # the fine-tune did move the weights, well beyond the tolerance
+    assert main(["mix", str(trainer.o.output), "the_scream", "--weight", "0.5",
+                 "-o", str(tmp_path / "bad.pt")]) == 2
+    assert main(["mix", str(trainer.o.output), str(tuned.o.output), "--weight", "1.5",
+                 "-o", str(tmp_path / "bad.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "different shape" in err and "--weight 1.5" in err
+    assert not (tmp_path / "bad.pt").exists()
+
+    monkeypatch.setattr(model_mod, "MODELS_DIR", tmp_path)
+    main(["models"])
+    assert "mixed 0.75 x tiny + 0.25 x tuned" in capsys.readouterr().out

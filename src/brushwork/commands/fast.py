@@ -182,6 +182,25 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_mix(p: argparse.ArgumentParser) -> None:
+    p.add_argument("first", help="a model (shipped name or file)")
+    p.add_argument("second", help="a model fine-tuned from the first, or the other way round")
+    p.add_argument("--weight", type=float, required=True,
+                   help="share of the second model's weights, 0..1")
+    p.add_argument("-o", "--output", required=True, help="the model file to write (.pt)")
+
+
+@command("mix", "a model between two of one style: FIRST SECOND --weight W -o MODEL",
+         _configure_mix)
+def mix_models(args: argparse.Namespace) -> int:
+    from brushwork.fast.model import load_model, mix, save_model
+
+    mixed = mix(load_model(args.first), load_model(args.second), args.weight)
+    path = save_model(mixed.net, args.output, mixed.style, mixed.settings)
+    print(f"wrote {path}")
+    return 0
+
+
 def _configure_models(p: argparse.ArgumentParser) -> None:
     p.add_argument("--path", action="store_true", help="also print each model's file")
 
