@@ -14,12 +14,15 @@ Two steps, because the training machine (a GPU box) may reach nothing outside:
     python3 benchmarks/train_models.py train --data .data/photos --val .data/photos_val \\
         --weights .data/vgg19-slim.pt --minutes 2.5 --export $OUT
 
-The shipped models are the output of that `train` step on an H200 (gpu_run.sh, 1.4 min per
-style, batch 16). `--init DIR` fine-tunes DIR/<style>.pt instead of starting at random.
-starry_night and wave ship as trained there (a CPU fine-tune of starry_night at style
-weight 5 or 8 kept more of the photo but lost too much style); the_scream was fine-tuned
-on the 2-core CPU with `brushwork train --init`: 20 min at style weight 10, then 14 min at
-6 (256 px crops, batch 4), which kept more of the photo at the same style distance.
+The shipped models began as the output of that `train` step on an H200 (gpu_run.sh, 1.4 min
+per style, batch 16). `--init DIR` fine-tunes DIR/<style>.pt instead of starting at random.
+Then, on the 2-core CPU, with `brushwork train STYLE --init MODEL --style-weight W
+--minutes M` (256 px crops, batch 4) and `brushwork mix`:
+- starry_night ships as trained on the GPU (fine-tunes at style weight 5, 8, and 6 with
+  --style-size 800 kept more of the photo but lost too much style);
+- the_scream: 20 min at style weight 10, 14 min at 6, 15 min at 3; shipped is
+  `brushwork mix` of the style-weight-6 and 3 models at 0.5;
+- wave: 20 min at style weight 4 from the GPU model; shipped is their mix at 0.2.
 
 The photo set is made by benchmarks/make_photo_set.sh. The compact weights are float16 and
 hold conv1_1..conv5_1, all that training reads (its deepest layer is relu5_1); conv5_2..
