@@ -169,15 +169,15 @@ class ArtisticLoss(torch.nn.Module):
 
 
 def style_grams(net: Features, styles: Sequence[torch.Tensor], blend: Sequence[float],
-                layers: Sequence[str], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+                layers: Sequence[str], dtype: torch.dtype,
+                budget: int) -> dict[str, torch.Tensor]:
     """Blended target Grams: sum_i w_i G(style_i) (the minimiser of the weighted sum of
     per-style losses), computed in tiles when a style image is too large for one pass."""
     out: dict[str, torch.Tensor] = {}
     for style, weight in zip(styles, blend, strict=True):
         h, w = style.shape[-2:]
         # A forward pass alone needs about a third of what forward+backward does.
-        tile = choose_tile(h, w, bytes_per_pixel(list(layers), dtype) / 3,
-                           available_memory(style.device))
+        tile = choose_tile(h, w, bytes_per_pixel(list(layers), dtype) / 3, budget)
         tiles = grid(h, w, tile, 64) if tile else grid(h, w, max(h, w), 0)
         stats = TiledStyle(net, list(layers), tiles, dtype)
         for name, g in stats.measure(style).grams().items():
@@ -249,7 +249,7 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
 
     def targets(scale: Scale) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         grams = style_grams(net, styles_at(styles, scale, options.style_scale), blend,
-                            options.style_layers, dtype)
+                            options.style_layers, dtype, budget)
         return resize(target_content, scale.height, scale.width), grams
 
     def tiled_for(scale: Scale, tile: int) -> TiledProblem:

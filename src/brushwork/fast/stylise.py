@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +48,13 @@ MEMORY_SHARE = 0.4
 EDGE_PAD = 16
 
 
-def with_margin(images: torch.Tensor) -> torch.Tensor:
-    """``images`` with the EDGE_PAD margin reflected onto the right and bottom (less on
-    images too small to reflect that far); cut the network's output back to the input size."""
+def with_margin(run: Callable[[torch.Tensor], torch.Tensor],
+                images: torch.Tensor) -> torch.Tensor:
+    """``run`` (the network) on ``images`` with the EDGE_PAD margin reflected onto the right
+    and bottom (less on images too small to reflect that far), cut back to the input size."""
     h, w = images.shape[-2:]
-    return F.pad(images, (0, min(EDGE_PAD, w - 1), 0, min(EDGE_PAD, h - 1)), mode="reflect")
+    padded = F.pad(images, (0, min(EDGE_PAD, w - 1), 0, min(EDGE_PAD, h - 1)), mode="reflect")
+    return run(padded)[..., :h, :w]
 
 
 class Served(nn.Module):
@@ -64,8 +66,7 @@ class Served(nn.Module):
         self.net = net
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        h, w = images.shape[-2:]
-        return self.net(with_margin(images))[..., :h, :w]
+        return with_margin(self.net, images)
 
 
 @dataclass
@@ -250,8 +251,7 @@ class Stylist:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Stylise a batch (N, 3, H, W) in 0..1: network, colour step, strength; on the CPU."""
         images = images.float().cpu()
-        h, w = images.shape[-2:]
-        return finish(self.network(with_margin(images))[..., :h, :w], images, self.options)
+        return finish(with_margin(self.network, images), images, self.options)
 
 
 def finish(output: torch.Tensor, content: torch.Tensor, options: FastOptions) -> torch.Tensor:
