@@ -7,7 +7,10 @@ then scores both at the same evaluation size. The goal: the fast style distance 
 factor 2 of the optimisation's, and the fast content distance no larger.
 
     python benchmarks/compare_fast.py --models starry_night,the_scream,wave \\
-        --photos /tmp/photos_val --count 4 --size 512 [--sheets DIR]
+        --photos /tmp/photos_val --count 4 --size 512 [--sheets DIR] [--cache DIR]
+
+``--cache DIR`` keeps each optimised result there (as a lossless PNG) and reuses it, so that
+several candidate networks for one style are measured against the same optimisation run.
 """
 
 from __future__ import annotations
@@ -30,6 +33,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 from scorer import score  # noqa: E402
 
 
+def optimise(content: torch.Tensor, style: torch.Tensor, style_name: str, photo_name: str,
+             args: argparse.Namespace) -> torch.Tensor:
+    """`brushwork stylize`'s result with its defaults, from ``--cache`` when it is there."""
+    cached = Path(args.cache) / f"{style_name}_{photo_name}_{args.size}.png" if args.cache \
+        else None
+    if cached is not None and cached.exists():
+        return io.load_image(cached)
+    out = stylize_tensor(content, [style], StyleOptions(size=args.size, device=args.device),
+                         progress=False).cpu()
+    if cached is not None:
+        io.save_image(out, cached)
+    return out
+
+
 def compare(model_name: str, photos: list[Path], args: argparse.Namespace) -> dict[str, float]:
     """Score both methods on each photo; print one line per photo and return the means."""
     model = load_model(model_name)
@@ -43,22 +60,22 @@ def compare(model_name: str, photos: list[Path], args: argparse.Namespace) -> di
         fast = stylist(content)
         fast_s = time.perf_counter() - start
         start = time.perf_counter()
-        optimised = stylize_tensor(content, [style], StyleOptions(size=args.size,
-                                                                  device=args.device),
-                                   progress=False).cpu()
+        optimised = optimise(content, style, Path(style_file).stem, photo.stem, args)
         opt_s = time.perf_counter() - start
         f = score(io.tensor_to_pil(fast), photo, style_file, args.eval_size)
         o = score(io.tensor_to_pil(optimised), photo, style_file, args.eval_size)
-        rows.append((f["style"], o["style"], f["content"], o["content"]))
+        rows.append((f["style"], o["style"], f["content"], o["content"], f["detail"],
+                     o["detail"]))
         print(f"{model.name:<14} {photo.name:<28} style {f['style']:.3f} vs {o['style']:.3f}"
               f"  content {f['content']:.3f} vs {o['content']:.3f}"
+              f"  detail {f['detail']:.3f} vs {o['detail']:.3f}"
               f"  time {fast_s:.2f} s vs {opt_s:.1f} s", flush=True)
         if args.sheets:
             sheet = torch.cat([content, optimised, fast], dim=3)
             io.save_image(sheet, Path(args.sheets) / f"{model.name}_{photo.stem}.jpg")
     means = [statistics.mean(col) for col in zip(*rows, strict=True)]
-    return dict(zip(("fast_style", "opt_style", "fast_content", "opt_content"), means,
-                    strict=True))
+    return dict(zip(("fast_style", "opt_style", "fast_content", "opt_content", "fast_detail",
+                     "opt_detail"), means, strict=True))
 
 
 def main() -> None:
@@ -70,15 +87,19 @@ def main() -> None:
     p.add_argument("--eval-size", type=int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--sheets", help="write photo | optimised | fast side by side here")
+    p.add_argument("--cache", help="keep and reuse the optimised results here")
     args = p.parse_args()
+    if args.cache:
+        Path(args.cache).mkdir(parents=True, exist_ok=True)
     photos = readable_images(args.photos)[: args.count]
     print("per photo: fast vs optimised (lower is closer)")
     summary = {name: compare(name, photos, args) for name in args.models.split(",")}
-    print("\nmeans      style fast / opt (ratio, goal <= 2)   content fast / opt (goal <= 1)")
+    print("\nmeans      style fast / opt (ratio, goal <= 2)   content fast / opt (goal <= 1)"
+          "   detail fast / opt (relu2_2, for information)")
     for name, m in summary.items():
-        print(f"{name:<14} {m['fast_style']:.3f} / {m['opt_style']:.3f} "
-              f"({m['fast_style'] / m['opt_style']:.2f})   {m['fast_content']:.3f} / "
-              f"{m['opt_content']:.3f} ({m['fast_content'] / m['opt_content']:.2f})")
+        print(f"{name:<14} " + "   ".join(
+            f"{m['fast_' + k]:.3f} / {m['opt_' + k]:.3f} ({m['fast_' + k] / m['opt_' + k]:.2f})"
+            for k in ("style", "content", "detail")))
 
 
 if __name__ == "__main__":

@@ -7,20 +7,23 @@
 # (the abstract and rendered wallpapers are left out by name), and cuts each photo into
 # 320x320 JPEG tiles at several scales (a 5K wallpaper gives up to 50 views, a small sample
 # photo one), dropping flat tiles. Ten whole photos are held out so that validation tiles
-# never share a source with training tiles.
+# never share a source with training tiles; they are also written whole (longest side 1024,
+# in $VAL_FULL), the fairer test: varied scenes, shrunk rather than enlarged to 512 px.
 #
 # Result (Debian bookworm, Pillow 13, byte-identical across runs): 83 photos; 1269 training
 # tiles in $OUT from 73 of them (73 at scale 320, 203 at 640, 393 at 960, 600 at 1280) and
-# 20 validation tiles in $VAL (scales 320 and 480 of the 10 held-out photos).
+# 20 validation tiles in $VAL (scales 320 and 480 of the 10 held-out photos); 10 whole
+# photos in $VAL_FULL.
 #
 # Usage: bash benchmarks/make_photo_set.sh      (as root, or with sudo for apt-get update)
 # Env:   WORK (default /tmp, holds debs/ and debx/), OUT (/tmp/photos), VAL (/tmp/photos_val),
-#        PYTHON (python3; needs Pillow).
+#        VAL_FULL (/tmp/photos_val_full), PYTHON (python3; needs Pillow).
 set -euo pipefail
 
 WORK=${WORK:-/tmp}
 OUT=${OUT:-/tmp/photos}
 VAL=${VAL:-/tmp/photos_val}
+VAL_FULL=${VAL_FULL:-/tmp/photos_val_full}
 PYTHON=${PYTHON:-python3}
 PACKAGES=(
     lomiri-wallpapers-16.04=20.04.0-2
@@ -32,8 +35,8 @@ PACKAGES=(
     opencv-doc=4.6.0+dfsg-12
 )
 
-if [ -e "$OUT" ] || [ -e "$VAL" ]; then
-    echo "$OUT or $VAL already exists; remove them first" >&2
+if [ -e "$OUT" ] || [ -e "$VAL" ] || [ -e "$VAL_FULL" ]; then
+    echo "$OUT, $VAL or $VAL_FULL already exists; remove them first" >&2
     exit 1
 fi
 mkdir -p "$WORK/debs" "$WORK/debx"
@@ -45,17 +48,18 @@ for spec in "${PACKAGES[@]}"; do
     dpkg -x "$WORK/debs/${pkg}"_*.deb "$WORK/debx/$pkg"
 done
 
-"$PYTHON" - "$WORK/debx" "$OUT" "$VAL" <<'EOF'
+"$PYTHON" - "$WORK/debx" "$OUT" "$VAL" "$VAL_FULL" <<'EOF'
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image, ImageOps, ImageStat
 
-debx, out, val = (Path(a) for a in sys.argv[1:4])
+debx, out, val, val_full = (Path(a) for a in sys.argv[1:5])
 TILE = 320
 SCALES = (320, 640, 960, 1280)  # shorter side after resizing; never above the source's own
 VAL_SCALES = (320, 480)
+FULL = 1024  # longest side of the whole held-out photos
 MIN_STD = 10.0  # grey-level spread below which a tile is flat sky or blur: nothing to learn
 # Folder -> photographs in it. A folder entry (plasma) means: its largest image.
 SOURCES = {
@@ -140,6 +144,7 @@ held_out = sorted(sources)[3::8][:10]
 
 out.mkdir(parents=True, exist_ok=True)
 val.mkdir(parents=True, exist_ok=True)
+val_full.mkdir(parents=True, exist_ok=True)
 n_train = n_val = 0
 for name, path in sorted(sources.items()):
     with Image.open(path) as raw:
@@ -148,11 +153,15 @@ for name, path in sorted(sources.items()):
         for s in VAL_SCALES:
             centre(im, s).save(val / f"{name}_s{s}.jpg", quality=90)
             n_val += 1
+        whole = im.copy()
+        whole.thumbnail((FULL, FULL), Image.LANCZOS)
+        whole.save(val_full / f"{name}.jpg", quality=90)
         continue
     for s, r, c, tile in tiles(im, SCALES):
         if ImageStat.Stat(tile.convert("L")).stddev[0] < MIN_STD:
             continue
         tile.save(out / f"{name}_s{s}_{r}-{c}.jpg", quality=90)
         n_train += 1
-print(f"{len(sources)} photos ({len(held_out)} held out): {n_train} train, {n_val} val tiles")
+print(f"{len(sources)} photos ({len(held_out)} held out): {n_train} train, {n_val} val tiles, "
+      f"{len(held_out)} whole")
 EOF

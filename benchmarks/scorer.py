@@ -5,6 +5,9 @@ evaluation size (longest side ``--eval-size``, style resized to the output's are
 - style distance: mean over relu1_1..relu5_1 of ||G(out) - G(style)||_F / ||G(style)||_F,
   with G = F F^T / (H W);
 - content distance: ||F(out) - F(content)||_F / ||F(content)||_F at relu4_2;
+- detail distance: the same at relu2_2, which sees small structures (windows, roof lines)
+  that relu4_2 lets a painting lose: a network that paints sky over a town can match a
+  careful optimisation at relu4_2 and still lose at relu2_2;
 - ``gatys`` style figure: the paper's sum over layers of ||dG||^2 / (4 N^2 M^2) with
   unnormalised Gram matrices, reported so that a win does not hinge on one weighting.
 
@@ -25,12 +28,13 @@ from brushwork.vgg import Features
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
+DETAIL_LAYER = "relu2_2"
 _NET: dict[str, Features] = {}
 
 
 def _net() -> Features:
     if "net" not in _NET:
-        _NET["net"] = Features((*STYLE_LAYERS, CONTENT_LAYER))
+        _NET["net"] = Features((*STYLE_LAYERS, CONTENT_LAYER, DETAIL_LAYER))
     return _NET["net"]
 
 
@@ -69,9 +73,11 @@ def score(output: str | Path | Image.Image, content: str | Path | Image.Image,
         per_layer[name] = float(rel)
         c = fo[name].shape[1]
         gatys += float(((go / n_o - gs / n_s) * n_o).pow(2).sum()) / (4 * c**2 * n_o**2) / 5
-    content_d = torch.linalg.norm(fo[CONTENT_LAYER].double() - fc[CONTENT_LAYER].double()) / \
-        torch.linalg.norm(fc[CONTENT_LAYER].double())
-    return {"style": sum(per_layer.values()) / len(per_layer), "content": float(content_d),
+    content_d, detail_d = (float(torch.linalg.norm(fo[k].double() - fc[k].double())
+                                 / torch.linalg.norm(fc[k].double()))
+                           for k in (CONTENT_LAYER, DETAIL_LAYER))
+    return {"style": sum(per_layer.values()) / len(per_layer), "content": content_d,
+            "detail": detail_d,
             "gatys_style": gatys, **{f"style_{k}": v for k, v in per_layer.items()}}
 
 
