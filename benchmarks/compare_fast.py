@@ -32,6 +32,9 @@ from brushwork.fast.train import readable_images, style_path
 sys.path.insert(0, str(Path(__file__).parent))
 from scorer import score  # noqa: E402
 
+#: The scorer's figures compared: style and content are the goals, detail is for information.
+MEASURES = ("style", "content", "detail")
+
 
 def optimise(content: torch.Tensor, style: torch.Tensor, style_name: str, photo_name: str,
              args: argparse.Namespace) -> torch.Tensor:
@@ -64,8 +67,7 @@ def compare(model_name: str, photos: list[Path], args: argparse.Namespace) -> di
         opt_s = time.perf_counter() - start
         f = score(io.tensor_to_pil(fast), photo, style_file, args.eval_size)
         o = score(io.tensor_to_pil(optimised), photo, style_file, args.eval_size)
-        rows.append((f["style"], o["style"], f["content"], o["content"], f["detail"],
-                     o["detail"]))
+        rows.append({f"{who}_{k}": r[k] for k in MEASURES for who, r in (("fast", f), ("opt", o))})
         print(f"{model.name:<14} {photo.name:<28} style {f['style']:.3f} vs {o['style']:.3f}"
               f"  content {f['content']:.3f} vs {o['content']:.3f}"
               f"  detail {f['detail']:.3f} vs {o['detail']:.3f}"
@@ -73,9 +75,7 @@ def compare(model_name: str, photos: list[Path], args: argparse.Namespace) -> di
         if args.sheets:
             sheet = torch.cat([content, optimised, fast], dim=3)
             io.save_image(sheet, Path(args.sheets) / f"{model.name}_{photo.stem}.jpg")
-    means = [statistics.mean(col) for col in zip(*rows, strict=True)]
-    return dict(zip(("fast_style", "opt_style", "fast_content", "opt_content", "fast_detail",
-                     "opt_detail"), means, strict=True))
+    return {key: statistics.mean(row[key] for row in rows) for key in rows[0]}
 
 
 def main() -> None:
@@ -99,7 +99,7 @@ def main() -> None:
     for name, m in summary.items():
         print(f"{name:<14} " + "   ".join(
             f"{m['fast_' + k]:.3f} / {m['opt_' + k]:.3f} ({m['fast_' + k] / m['opt_' + k]:.2f})"
-            for k in ("style", "content", "detail")))
+            for k in MEASURES))
 
 
 if __name__ == "__main__":

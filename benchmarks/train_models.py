@@ -16,13 +16,9 @@ Two steps, because the training machine (a GPU box) may reach nothing outside:
 
 The shipped models began as the output of that `train` step on an H200 (gpu_run.sh, 1.4 min
 per style, batch 16). `--init DIR` fine-tunes DIR/<style>.pt instead of starting at random.
-Then, on the 2-core CPU, with `brushwork train STYLE --init MODEL --style-weight W
---minutes M` (256 px crops, batch 4) and `brushwork mix`:
-- starry_night ships as trained on the GPU (fine-tunes at style weight 5, 8, and 6 with
-  --style-size 800 kept more of the photo but lost too much style);
-- the_scream: 20 min at style weight 10, 14 min at 6, 15 min at 3; shipped is
-  `brushwork mix` of the style-weight-6 and 3 models at 0.5;
-- wave: 20 min at style weight 4 from the GPU model; shipped is their mix at 0.2.
+Then, on the 2-core CPU, the_scream and wave were fine-tuned with `brushwork train STYLE
+--init MODEL --style-weight W --minutes M` and mixed with `brushwork mix`; README.md (Fast
+transfer) records each step and its figures.
 
 The photo set is made by benchmarks/make_photo_set.sh. The compact weights are float16 and
 hold conv1_1..conv5_1, all that training reads (its deepest layer is relu5_1); conv5_2..
