@@ -5,6 +5,8 @@ speed does not depend on the weights) it reports the median over ``--runs`` of t
 time of ``Stylist(image)`` (network, colour step and blending; no file I/O) and the CPU
 time it took, which is the figure to trust on a busy machine: with one thread, CPU time
 is what the wall time would be on an idle core. ``--onnx`` adds onnxruntime's time.
+``--plain`` times the bare network side by side with the plain form of its upsampling and
+output layers (upsample, pad, convolve), which the network computes in a rearranged form.
 
 The video figure stylises a clip synthesised from the bundled Tübingen photo (a slow pan,
 unless ``--video`` names one) without and with temporal smoothing, and prints frames per
@@ -71,6 +73,27 @@ def bench_image(model: FastModel, args: argparse.Namespace) -> None:
           f"median {wall:.3f} s wall, {cpu:.3f} s CPU ({torch.get_num_threads()} threads)")
     if args.onnx:
         bench_onnx(model, image, args)
+    if args.plain:
+        bench_plain(model, image, args)
+
+
+def plain_up(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The network's upsampling half as the layers read: upsample, pad, convolve, normalise."""
+    for upsample, (conv, norm, relu) in net.up[:2]:
+        x = relu(norm(conv(upsample(x))))
+    return net.up[2][1](net.up[2][0](x))  # reflection pad, then the 9x9 convolution
+
+
+@torch.no_grad()
+def bench_plain(model: FastModel, image: torch.Tensor, args: argparse.Namespace) -> None:
+    net = model.net.to(args.device, memory_format=torch.channels_last).eval()
+    x = image.to(args.device, memory_format=torch.channels_last)
+    middle = net.residual(net.down(x))
+    check = (net.up(middle) - plain_up(net, middle)).abs().max().item()
+    (rearranged, _), (plain, _) = (time_call(lambda f=f: f(net.residual(net.down(x))), args.runs)
+                                   for f in (net.up, lambda m: plain_up(net, m)))
+    print(f"{'  bare network, rearranged layers':<40} median {rearranged:.3f} s wall; plain "
+          f"layers {plain:.3f} s: {plain / rearranged:.2f}x (outputs differ by {check:.1e})")
 
 
 def bench_onnx(model: FastModel, image: torch.Tensor, args: argparse.Namespace) -> None:
@@ -119,6 +142,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="auto")
     p.add_argument("--onnx", action="store_true", help="also time onnxruntime")
+    p.add_argument("--plain", action="store_true",
+                   help="also time the plain form of the upsampling and output layers")
     p.add_argument("--video", help="a video to use instead of the synthesised pan")
     p.add_argument("--video-frames", type=int, default=0,
                    help="frames of the synthesised 640x360 clip; 0 skips the video [0]")

@@ -340,7 +340,7 @@ def test_init_starts_from_a_trained_model_and_refuses_another_shape(trained, pho
     x = torch.rand(1, 3, 40, 40)
     with torch.no_grad():
         start, before = load_model(trainer.o.output).net(x), tuned.net.eval()(x)
-    assert torch.allclose(start, before, atol=1e-6)  # same weights (memory layouts differ)
+    assert torch.allclose(start, before, atol=1e-5)  # same weights (memory layouts differ)
     with pytest.raises(BrushworkError, match="--residual-blocks"):
         Trainer(tiny_options(photos, tmp_path / "x.pt", init=trainer.o.output,
                              residual_blocks=2), CPU)

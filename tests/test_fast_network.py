@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from brushwork.errors import BrushworkError
 from brushwork.fast.network import MIN_SIDE, TransformerNet, instance_norm
@@ -92,3 +93,24 @@ def test_too_small_input_is_a_user_error() -> None:
 def test_invalid_configuration_is_a_user_error() -> None:
     with pytest.raises(BrushworkError, match="channels"):
         TransformerNet(channels=0)
+
+
+def test_fast_layers_compute_upsample_then_convolve_exactly() -> None:
+    # The sub-pixel upsampling and the space-to-depth output layer are rewrites for speed:
+    # they must give what the plain layers (upsample, reflect-pad, convolve) give with the
+    # same weights, so that models trained either way are interchangeable.
+    torch.manual_seed(2)
+    net = TransformerNet(channels=8, residual_blocks=1).eval()
+    for p in net.parameters():  # non-trivial norms and biases, not the initial 1 and 0
+        p.data.add_(0.1 * torch.randn_like(p))
+    x = torch.rand(2, 8 * 4, 9, 13)
+    with torch.no_grad():
+        expected = x
+        for block in net.up[:2]:
+            (pad, conv), norm, _ = block[1]
+            expected = torch.relu(norm(conv(pad(F.interpolate(expected, scale_factor=2.0)))))
+        pad, conv = net.up[2]
+        expected = conv(pad(expected))
+        torch.testing.assert_close(net.up(x), expected, atol=1e-4, rtol=1e-4)
+        cl = x.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(net.up(cl), expected, atol=1e-4, rtol=1e-4)
