@@ -56,6 +56,16 @@ def test_weights_command_reports_the_cache():
     assert "valid VGG-19" in done.stdout
 
 
+def test_a_reader_that_stops_early_gets_no_traceback():
+    # `brushwork models | head -1`: the pipe closes before brushwork writes.
+    proc = subprocess.Popen([sys.executable, "-m", "brushwork", "models", "--path"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait() == 141
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, examples, capsys):
     out = tmp_path / "out.png"
     argv = ["stylize", str(examples / "chelsea.jpg"), str(examples / "wave.jpg"), "-o", str(out),

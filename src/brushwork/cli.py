@@ -8,6 +8,7 @@ checkpoint, and exits with status 130.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -115,7 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("default")
     warnings.formatwarning = lambda msg, *a, **k: f"brushwork: warning: {msg}\n"
     try:
-        return COMMANDS[args.command][2](args)
+        code = COMMANDS[args.command][2](args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # the reader went away (`brushwork models | head -1`): fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     except BrushworkError as exc:
         print(f"brushwork: {exc}", file=sys.stderr)
         return 2
