@@ -90,8 +90,14 @@ def bench_plain(model: FastModel, image: torch.Tensor, args: argparse.Namespace)
     x = image.to(args.device, memory_format=torch.channels_last)
     middle = net.residual(net.down(x))
     check = (net.up(middle) - plain_up(net, middle)).abs().max().item()
-    (rearranged, _), (plain, _) = (time_call(lambda f=f: f(net.residual(net.down(x))), args.runs)
-                                   for f in (net.up, lambda m: plain_up(net, m)))
+    forms = {"rearranged": net.up, "plain": lambda m: plain_up(net, m)}
+    times: dict[str, list[float]] = {name: [] for name in forms}
+    for _ in range(args.runs + 2):  # alternating, so that a drift in speed hits both alike
+        for name, up in forms.items():
+            start = time.perf_counter()
+            up(net.residual(net.down(x)))
+            times[name].append(time.perf_counter() - start)
+    rearranged, plain = (statistics.median(t[2:]) for t in times.values())
     print(f"{'  bare network, rearranged layers':<40} median {rearranged:.3f} s wall; plain "
           f"layers {plain:.3f} s: {plain / rearranged:.2f}x (outputs differ by {check:.1e})")
 

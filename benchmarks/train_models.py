@@ -14,11 +14,12 @@ Two steps, because the training machine (a GPU box) may reach nothing outside:
     python3 benchmarks/train_models.py train --data .data/photos --val .data/photos_val \\
         --weights .data/vgg19-slim.pt --minutes 2.5 --export $OUT
 
-The shipped models began as the output of that `train` step on an H200 (gpu_run.sh, 1.4 min
-per style, batch 16). `--init DIR` fine-tunes DIR/<style>.pt instead of starting at random.
-Then, on the 2-core CPU, the_scream and wave were fine-tuned with `brushwork train STYLE
---init MODEL --style-weight W --minutes M` and mixed with `brushwork mix`; README.md (Fast
-transfer) records each step and its figures.
+The first shipped models were the output of that `train` step on an H200 (gpu_run.sh, 1.4
+min per style, batch 16); starry_night (anew) and wave (from its model) were later trained
+by benchmarks/gpu_tune.sh, several runs of this `train` step side by side on one GPU. `--init
+DIR` fine-tunes DIR/<style>.pt instead of starting at random. Some were then fine-tuned on
+the 2-core CPU with `brushwork train STYLE --init MODEL --style-weight W --minutes M` and
+mixed with `brushwork mix`; README.md (Fast transfer) records each step and its figures.
 
 The photo set is made by benchmarks/make_photo_set.sh. The compact weights are float16 and
 hold conv1_1..conv5_1, all that training reads (its deepest layer is relu5_1); conv5_2..

@@ -111,9 +111,9 @@ def mix(first: FastModel, second: FastModel, weight: float) -> FastModel:
     """The network whose weights are ``(1 - weight) * first + weight * second``.
 
     For two models of one style where one was fine-tuned from the other (e.g. to another
-    style weight), the networks in between trade style for content; for wave, 0.8 of the
-    GPU model + 0.2 of its CPU fine-tune at style weight 4 met both quality goals where
-    neither end did (see the README).
+    style weight), the networks in between trade style for content; for wave, 0.2 of the
+    way from a GPU model to its CPU fine-tune at style weight 4 met both quality goals
+    where neither end did (see the README).
     Unrelated networks (trained apart from random starts) do not mix: their units do not
     correspond, so refuse models of different shape and warn about different styles."""
     if not 0.0 <= weight <= 1.0:

@@ -10,8 +10,8 @@ Changes from the paper, each for a visible artefact:
 
 Two layers are computed in a rearranged but equal form, for speed on a CPU: the upsampling
 convolutions as sub-pixel convolutions on the small grid, and the last 9x9 convolution to
-RGB on a 4x4 space-to-depth view (together 15-25 % off a 512x512 image; see
-``benchmarks/bench_fast.py``). The weights and their meaning are unchanged.
+RGB on a 4x4 space-to-depth view (the bare network 1.1-1.2x faster at 512x512 on a 2-core
+CPU; ``benchmarks/bench_fast.py --plain``). The weights and their meaning are unchanged.
 """
 
 from __future__ import annotations
