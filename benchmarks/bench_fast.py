@@ -50,24 +50,31 @@ def networks(args: argparse.Namespace) -> list[FastModel]:
     return [FastModel(TransformerNet(16, 5).eval(), "16x5 (untrained)")]
 
 
-def time_call(fn, runs: int) -> tuple[float, float]:
-    """Median wall and CPU seconds of ``fn()`` over ``runs`` calls after two warm-ups."""
+def time_calls(*fns, runs: int) -> list[tuple[float, float]]:
+    """Median wall and CPU seconds of each ``fn()`` over ``runs`` calls after two warm-ups.
+
+    Several functions are called in turn, so that a drift in the machine's speed hits them
+    alike and their ratio stays fair."""
     for _ in range(2):
-        fn()
-    walls, cpus = [], []
+        for fn in fns:
+            fn()
+    walls: list[list[float]] = [[] for _ in fns]
+    cpus: list[list[float]] = [[] for _ in fns]
     for _ in range(runs):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - w)
-        cpus.append(time.process_time() - c)
-    return statistics.median(walls), statistics.median(cpus)
+        for fn, wall, cpu in zip(fns, walls, cpus, strict=True):
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            wall.append(time.perf_counter() - w)
+            cpu.append(time.process_time() - c)
+    return [(statistics.median(w), statistics.median(c)) for w, c in zip(walls, cpus,
+                                                                         strict=True)]
 
 
 def bench_image(model: FastModel, args: argparse.Namespace) -> None:
     cfg = model.net.config()
     image = torch.rand(1, 3, args.size, args.size)
     stylist = Stylist(model, FastOptions(device=args.device, precision=args.precision))
-    wall, cpu = time_call(lambda: stylist(image), args.runs)
+    [(wall, cpu)] = time_calls(lambda: stylist(image), runs=args.runs)
     label = f"{model.name} (width {cfg['channels']}, {cfg['residual_blocks']} blocks)"
     print(f"{label:<40} {args.size}x{args.size} {stylist.device.type} {stylist.dtype}: "
           f"median {wall:.3f} s wall, {cpu:.3f} s CPU ({torch.get_num_threads()} threads)")
@@ -90,14 +97,9 @@ def bench_plain(model: FastModel, image: torch.Tensor, args: argparse.Namespace)
     x = image.to(args.device, memory_format=torch.channels_last)
     middle = net.residual(net.down(x))
     check = (net.up(middle) - plain_up(net, middle)).abs().max().item()
-    forms = {"rearranged": net.up, "plain": lambda m: plain_up(net, m)}
-    times: dict[str, list[float]] = {name: [] for name in forms}
-    for _ in range(args.runs + 2):  # alternating, so that a drift in speed hits both alike
-        for name, up in forms.items():
-            start = time.perf_counter()
-            up(net.residual(net.down(x)))
-            times[name].append(time.perf_counter() - start)
-    rearranged, plain = (statistics.median(t[2:]) for t in times.values())
+    (rearranged, _), (plain, _) = time_calls(lambda: net.up(net.residual(net.down(x))),
+                                             lambda: plain_up(net, net.residual(net.down(x))),
+                                             runs=args.runs)
     print(f"{'  bare network, rearranged layers':<40} median {rearranged:.3f} s wall; plain "
           f"layers {plain:.3f} s: {plain / rearranged:.2f}x (outputs differ by {check:.1e})")
 
@@ -114,7 +116,7 @@ def bench_onnx(model: FastModel, image: torch.Tensor, args: argparse.Namespace) 
         session = onnxruntime.InferenceSession(str(path), opts,
                                                providers=["CPUExecutionProvider"])
         feed = {"image": image.numpy()}
-        wall, cpu = time_call(lambda: session.run(None, feed), args.runs)
+        [(wall, cpu)] = time_calls(lambda: session.run(None, feed), runs=args.runs)
     print(f"{'  onnxruntime':<40} {args.size}x{args.size} cpu float32: median {wall:.3f} s "
           f"wall, {cpu:.3f} s CPU")
 
