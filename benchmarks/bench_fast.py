@@ -110,7 +110,7 @@ def bench_onnx(model: FastModel, image: torch.Tensor, args: argparse.Namespace) 
     from brushwork.fast.export import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(model, Path(tmp) / "model.onnx")
+        path, _ = export_onnx(model, Path(tmp) / "model.onnx")
         opts = onnxruntime.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
         session = onnxruntime.InferenceSession(str(path), opts,

@@ -2,8 +2,10 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from brushwork import io
 from brushwork.cli import main
@@ -32,6 +34,20 @@ def test_positional_and_older_flag_spellings_both_work(tmp_path, examples):
      "cannot read weights"),
     (["stylize", "{content}", "{style}", "-o", "{out}", "--resume"], "no checkpoint"),
     (["stylize", "{content}", "{style}", "-o", "{out}", "--device", "cuda:7"], "device"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--tile", "5"], "at least 128 px"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--tile", "-3"], "at least 128 px"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--overlap", "-5"],
+     "--overlap -5 must not be negative"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--lr", "-1"], "--lr -1 must be above 0"),
+    (["photo", "{content}", "{style}", "-o", "{out}", "--lr", "0"], "--lr 0 must be above 0"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--save-every", "-1"],
+     "--save-every -1 must not be negative"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--checkpoint-every", "-2"],
+     "--checkpoint-every -2 must not be negative"),
+    (["photo", "{content}", "{style}", "-o", "{out}", "--checkpoint-minutes", "-1"],
+     "--checkpoint-minutes -1 must not be negative"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--style-layer-weights", "1,1,-1,1,1"],
+     "--style-layer-weights -1 must not be negative"),
 ])
 def test_bad_input_gets_one_line_and_no_output(tmp_path, examples, capsys, args, message):
     names = {"content": examples / "chelsea.jpg", "style": examples / "wave.jpg",
@@ -54,6 +70,40 @@ def test_weights_command_reports_the_cache():
     done = subprocess.run([sys.executable, "-m", "brushwork", "weights"], capture_output=True,
                           text=True, check=True)
     assert "valid VGG-19" in done.stdout
+    assert sum(line.startswith("cache:") for line in done.stdout.splitlines()) == 1
+
+
+def test_weights_command_fails_on_invalid_weights(examples, capsys):
+    assert main(["weights", "--weights", str(examples / "chelsea.jpg")]) == 2
+    out, err = capsys.readouterr()
+    assert "(invalid)" in out
+    assert err.startswith("brushwork: ") and "cannot read weights" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["stylize", "photo"])
+def test_an_image_too_narrow_for_vgg_is_refused_before_the_run(tmp_path, examples, capsys,
+                                                               command):
+    wide = tmp_path / "wide.png"
+    io.save_image(torch.rand(1, 3, 20, 2000), wide)
+    out = tmp_path / "out.png"
+    regions = ["--regions", "1"] if command == "photo" else []
+    assert main([command, str(wide), str(examples / "wave.jpg"), "-o", str(out), *regions,
+                 *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "32x1 px" in err and "raise --size or crop" in err and len(err.splitlines()) == 1
+    assert not out.exists() and not Path(f"{out}.ckpt").exists()
+
+
+def test_coarse_scales_too_narrow_for_vgg_are_left_out(tmp_path, capsys):
+    strip = tmp_path / "strip.png"
+    io.save_image(torch.rand(1, 3, 30, 400), strip)  # 320x24 at --size 320
+    argv = ["stylize", str(strip), str(strip), "-o", str(tmp_path / "out.png"), "--size", "320",
+            "--scales", "3", "--device", "cpu", "--dry-run"]
+    assert main(argv) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    # sqrt(2) below 320x24 is 226x17, then 160x12: under 16 px, so that level is dropped.
+    assert [r[1] for r in rows if r and r[0].isdigit()] == ["226x17", "320x24"]
 
 
 def test_a_reader_that_stops_early_gets_no_traceback():
@@ -78,3 +128,51 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, examples, capsys):
     assert [r[1] for r in scales] == ["226x151", "320x213"]
     assert scales[0][3] == "whole" and scales[1][3:6] == ["2", "x", "256px"]
     assert not out.exists()
+
+
+def test_outputs_that_cannot_be_written_fail_before_the_run(tmp_path, examples, capsys):
+    content, style = str(examples / "chelsea.jpg"), str(examples / "wave.jpg")
+    blocker = tmp_path / "a_file"
+    blocker.write_bytes(b"x")
+    copy = tmp_path / "photo.jpg"
+    copy.write_bytes((examples / "chelsea.jpg").read_bytes())
+    cases = [
+        (["stylize", content, style, "-o", f"{blocker}/out.png", *FAST], "is a file, not a"),
+        (["stylize", content, style, "-o", f"{tmp_path}/o.png", "--plot", f"{tmp_path}/p.xyz",
+          *FAST], "--plot writes"),
+        (["stylize", content, style, "-o", f"{tmp_path}/o.png", "--record",
+          f"{blocker}/r.gif", *FAST], "is a file, not a"),
+        (["fast", "wave", str(copy), "-o", str(copy), "--quiet"], "that is the input"),
+        (["fast", "wave", str(tmp_path), "-o", str(tmp_path), "--quiet"], "that is the input"),
+    ]
+    before = copy.read_bytes()
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "photo.jpg"]
+    assert copy.read_bytes() == before
+
+
+def test_a_folder_of_only_unreadable_images_is_an_error(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "broken.png").write_text("not a picture")
+    with pytest.warns(UserWarning, match="skipped: .*broken.png"):
+        assert main(["fast", "wave", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                     "--quiet"]) == 2
+    assert "none of its 1 image files could be read" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_composite_colour_is_refused_before_the_matte_is_solved(tmp_path, examples,
+                                                                     capsys):
+    trimap = torch.full((1, 3, 32, 32), 0.5)
+    trimap[..., :, :4], trimap[..., :, -4:] = 0.0, 1.0
+    io.save_image(trimap, tmp_path / "trimap.png")
+    image = tmp_path / "image.png"
+    io.save_image(io.load_image(examples / "chelsea.jpg", 32)[..., :32, :32], image)
+    assert main(["matte", str(image), "--trimap", str(tmp_path / "trimap.png"), "-o",
+                 str(tmp_path / "alpha.png"), "--composite", "notacolour", "-o2",
+                 str(tmp_path / "comp.png")]) == 2
+    assert "notacolour: neither an image file nor a colour" in capsys.readouterr().err
+    assert not (tmp_path / "alpha.png").exists()

@@ -233,3 +233,40 @@ def test_cli_refuses_recording_a_figure(tmp_path, examples, capsys):
                  str(tmp_path / "x.gif"), "-o", str(tmp_path / "f.png")])
     assert code == 2
     assert "without --figure" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tile, message", [("0", "--tile 0 is too small"),
+                                           ("-5", "--tile -5 is too small"),
+                                           ("100000", "larger than 16384"),
+                                           ("4000", "the grid would be")])
+def test_inspect_tile_out_of_bounds_is_one_line_and_writes_nothing(tmp_path, examples, capsys,
+                                                                   tile, message):
+    out = tmp_path / "grid.png"
+    assert main(["inspect", str(examples / "chelsea.jpg"), "-o", str(out), "--tile", tile]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("brushwork: ")
+    assert not out.exists()
+
+
+def test_reconstruct_refuses_a_step_size_that_is_not_positive(tmp_path, examples, capsys):
+    out = tmp_path / "out.png"
+    assert main(["reconstruct", str(examples / "chelsea.jpg"), "-o", str(out),
+                 "--content-layer", "relu2_1", "--lr", "-1", "--quiet"]) == 2
+    assert "--lr -1 must be above 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_reconstruct_help_offers_only_the_inits_it_accepts(capsys):
+    with pytest.raises(SystemExit):
+        main(["reconstruct", "-h"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--init INIT noise, or an image file [noise]" in help_text
+
+
+def test_a_recording_that_cannot_be_written_warns_and_the_run_goes_on(tmp_path):
+    plot = LossPlot(tmp_path / "sub" / "losses.png")
+    (tmp_path / "sub").write_text("now a file, so the folder cannot be made")
+    with pytest.warns(UserWarning, match="cannot write it.*the run goes on without it"):
+        for step in steps(3):
+            plot(step)
+    assert plot.steps == [1, 2, 3]

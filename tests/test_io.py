@@ -96,3 +96,32 @@ def test_save_is_atomic_and_keeps_settings(tmp_path):
 def test_unknown_output_type_is_refused_before_work(tmp_path):
     with pytest.raises(BrushworkError, match="unknown output type"):
         io.save_image(torch.rand(1, 3, 8, 8), tmp_path / "out.xyz")
+
+
+def test_an_unwritable_output_is_refused_before_any_work_and_leaves_nothing(tmp_path):
+    blocker = tmp_path / "a_file.png"
+    blocker.write_bytes(b"x")
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(BrushworkError, match="is a file, not a folder") as e:
+        io.check_writable(blocker / "sub" / "out.png")
+    _one_line(e)
+    io.check_writable(tmp_path / "new" / "deeper" / "out.png")  # creatable: fine
+    assert sorted(tmp_path.rglob("*")) == before  # the probe created nothing
+    with pytest.raises(BrushworkError, match="cannot write it") as e:  # and late: one line
+        io.save_image(torch.zeros(1, 3, 4, 4), blocker / "out.png")
+    _one_line(e)
+
+
+def test_a_dark_16_bit_image_keeps_its_brightness(tmp_path):
+    path = tmp_path / "dark16.png"
+    Image.fromarray(np.full((8, 8), 200, dtype=np.uint16)).save(path)  # 200 of 65535
+    assert Image.open(path).mode == "I;16"
+    assert io.load_image(path).max().item() < 2 / 255
+
+
+def test_pillows_warning_zone_above_the_pixel_limit_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    Image.new("RGB", (40, 40)).save(path)  # 1600 pixels: above 1000, below Pillow's 2x
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(BrushworkError, match="larger than"):
+        io.load_image(path)

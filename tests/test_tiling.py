@@ -5,6 +5,7 @@ import torch
 
 from brushwork import io
 from brushwork.artistic import StyleOptions, stylize_tensor
+from brushwork.errors import BrushworkError
 from brushwork.losses import gram
 from brushwork.tiling import TiledProblem, TiledStyle, bytes_per_pixel, choose_tile, grid
 from brushwork.vgg import Features
@@ -87,3 +88,18 @@ def test_a_tiled_scale_says_how_it_is_split():
     assert len(tiles) == 2 * 3
     assert TiledProblem(tiles, 16, None, None).describe() == \
         "6 tiles of up to 64 px, 16 px overlap"
+
+
+@pytest.mark.parametrize("changes, message", [(dict(tile=5), "at least 128 px"),
+                                              (dict(tile=-3), "at least 128 px"),
+                                              (dict(tile=50, overlap=16), "at least 64 px"),
+                                              (dict(tile=100, overlap=60), "at least 120 px"),
+                                              (dict(overlap=-5), "--overlap -5")])
+def test_tiles_too_small_for_their_overlap_are_refused(changes, message):
+    with pytest.raises(BrushworkError, match=message):
+        StyleOptions(**changes).check()
+
+
+def test_tile_zero_or_large_enough_is_accepted():
+    for tile in (None, 0, 64, 128, 5000):
+        StyleOptions(tile=tile, overlap=32).check()

@@ -18,9 +18,19 @@ from PIL import Image
 from brushwork import colour, io
 from brushwork.errors import BrushworkError
 from brushwork.losses import content_loss, gram, style_loss, tv_loss
-from brushwork.optimise import Callback, Checkpoint, Scale, pyramid, resize, run
+from brushwork.optimise import (
+    Callback,
+    Checkpoint,
+    Scale,
+    check_schedule,
+    pyramid,
+    require,
+    resize,
+    run,
+)
 from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
 from brushwork.tiling import (
+    MIN_TILE,
     TiledProblem,
     TiledStyle,
     bytes_per_pixel,
@@ -77,16 +87,17 @@ class StyleOptions:
             if lw is not None and len(lw) != len(layers):
                 raise BrushworkError(f"{len(lw)} {name} layer weights for {len(layers)} "
                                      f"{name} layers; give one weight per layer")
-        for name in ("content_weight", "style_weight", "tv_weight", "style_scale"):
-            if getattr(self, name) < 0:
-                raise BrushworkError(f"{name.replace('_', '-')} must not be negative")
-        if self.style_scale == 0:
-            raise BrushworkError("style-scale must be above 0, e.g. 0.5 or 1")
-        if self.scales < 1:
-            raise BrushworkError("scales must be at least 1")
-        counts = [self.iterations] if isinstance(self.iterations, int) else self.iterations
-        if any(n < 1 for n in counts):
-            raise BrushworkError("iterations must be at least 1")
+            for w in lw or ():
+                require(f"{name}_layer_weights", w, 0)
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            require(name, getattr(self, name), 0)
+        require("style_scale", self.style_scale, 0, above=True, hint=", e.g. 0.5 or 1")
+        check_schedule(self.scales, self.iterations, self.lr)
+        require("overlap", self.overlap, 0)
+        least = max(MIN_TILE, 2 * self.overlap)
+        if self.tile not in (None, 0) and self.tile < least:
+            raise BrushworkError(f"--tile {self.tile}: use 0 (never tile) or at least {least} "
+                                 f"px (at least {MIN_TILE}, and twice --overlap)")
         if self.preserve_colour not in colour.COLOUR_MODES:
             raise BrushworkError(f"preserve-colour {self.preserve_colour!r}: use one of "
                                  f"{', '.join(colour.COLOUR_MODES)}")
@@ -228,6 +239,8 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
     options.check()
     if not styles:
         raise BrushworkError("give at least one style image")
+    h, w = content.shape[-2:]
+    scales = pyramid(h, w, options.scales, options.iterations)  # a too narrow image fails here
     device = pick_device(options.device)
     dtype = resolve_precision(options.precision, device)
     torch.manual_seed(options.seed)
@@ -241,8 +254,6 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
     target_content = colour.luminance(content) if options.preserve_colour == "luminance" \
         else content
     net = feature_network(options, device, dtype)
-    h, w = content.shape[-2:]
-    scales = pyramid(h, w, options.scales, options.iterations)
 
     per_pixel = bytes_per_pixel(list(net.layers), dtype)
     budget = available_memory(device)  # once: later scales would see our own freed buffers

@@ -56,8 +56,10 @@ def add_weight_args(g: argparse._ArgumentGroup, defaults) -> None:
     g.add_argument("--tv-weight", type=float, default=defaults.tv_weight)
 
 
-def add_optimisation_args(p: argparse.ArgumentParser, defaults) -> None:
-    """Flags shared by every pixel-optimising command (stylize, photo, reconstruct)."""
+def add_optimisation_args(p: argparse.ArgumentParser, defaults,
+                          inits: str = "content, noise, style") -> None:
+    """Flags shared by every pixel-optimising command (stylize, photo, reconstruct);
+    ``inits`` names the starting images the command's --init accepts besides a file."""
     g = p.add_argument_group("optimisation")
     g.add_argument("--size", type=int, default=defaults.size,
                    help="longest side of the output in pixels [%(default)s]")
@@ -71,7 +73,7 @@ def add_optimisation_args(p: argparse.ArgumentParser, defaults) -> None:
     g.add_argument("--lr", type=float, default=None,
                    help="step size (L-BFGS 1.0, Adam 0.02 unless given)")
     g.add_argument("--init", default=defaults.init,
-                   help="content, noise, style, or an image file [%(default)s]")
+                   help=f"{inits}, or an image file [%(default)s]")
     g.add_argument("--seed", type=int, default=defaults.seed)
     g.add_argument("--pooling", choices=("max", "avg"), default=defaults.pooling)
     g.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N")
@@ -83,7 +85,8 @@ def add_optimisation_args(p: argparse.ArgumentParser, defaults) -> None:
     g.add_argument("--save-every", type=int, default=0, metavar="N",
                    help="write the image every N steps next to the output")
     g.add_argument("--checkpoint-every", type=int, default=25, metavar="N",
-                   help="write OUTPUT.ckpt every N steps for --resume [%(default)s]")
+                   help="write OUTPUT.ckpt every N steps for --resume; 0 = only by time "
+                        "(--checkpoint-minutes) [%(default)s]")
     g.add_argument("--checkpoint-minutes", type=float, default=5.0, metavar="M",
                    help="also write it when M minutes have passed since the last one, for "
                         "large sizes where a step takes minutes; 0 = off [%(default)s]")
@@ -117,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("default")
     warnings.formatwarning = lambda msg, *a, **k: f"brushwork: warning: {msg}\n"
     try:
+        _check_outputs(args)
         code = COMMANDS[args.command][2](args)
         sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
         return code
@@ -129,6 +133,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("brushwork: interrupted", file=sys.stderr)
         return 130
+
+
+#: Every flag, in any command, that names a file or folder the command will write.
+OUTPUT_FLAGS = ("output", "composite_output", "onnx", "record", "plot", "checkpoint",
+                "preview_dir")
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """An output that cannot be written fails in the first second, not after the run."""
+    from brushwork.io import check_writable
+
+    for flag in OUTPUT_FLAGS:
+        if getattr(args, flag, None):
+            check_writable(getattr(args, flag))
 
 
 def _version() -> str:

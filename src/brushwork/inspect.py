@@ -25,7 +25,16 @@ from brushwork import io
 from brushwork import weights as weights_mod
 from brushwork.errors import BrushworkError
 from brushwork.losses import content_loss, gram, style_loss
-from brushwork.optimise import Callback, Checkpoint, LossFn, Scale, pyramid, resize, run
+from brushwork.optimise import (
+    Callback,
+    Checkpoint,
+    LossFn,
+    Scale,
+    check_schedule,
+    pyramid,
+    resize,
+    run,
+)
 from brushwork.runtime import autocast, pick_device, resolve_precision
 from brushwork.vgg import LAYERS, Features, check_layers
 
@@ -187,7 +196,14 @@ def feature_grid(image: ImageLike, layers: Sequence[str] = BLOCK_LAYERS, count: 
     """
     if count < 1:
         raise BrushworkError("count must be at least 1")
+    io.check_size(tile, "--tile")
     x = io.as_tensor(image, size)
+    w, h = tile_size(x, tile)
+    cols, rows = count + (channel is not None), len(layers) + (channel is not None)
+    width, height = GAP + cols * (w + GAP), GAP + rows * (h + CAPTION + GAP)
+    if max(width, height) > io.MAX_SIZE:  # checked before the pass: such a grid fills memory
+        raise BrushworkError(f"--tile {tile}: the grid would be {width}x{height} px, over "
+                             f"{io.MAX_SIZE}; use a smaller --tile or --count")
     state = weights_mod.load(weights)
     feats = features(x, check_layers(layers), pooling, state)
     rows = [[(f"{name} #{c}", feature_map_image(feats[name][0, c]))
@@ -249,11 +265,7 @@ class ReconstructOptions:
                                  "Gram matrices: give --content-layer or --style-layers, "
                                  "not both")
         check_layers(self.content_layers or self.style_layers)
-        if self.scales < 1:
-            raise BrushworkError("scales must be at least 1")
-        counts = [self.iterations] if isinstance(self.iterations, int) else self.iterations
-        if any(n < 1 for n in counts):
-            raise BrushworkError("iterations must be at least 1")
+        check_schedule(self.scales, self.iterations, self.lr)
         if self.init != "noise" and not os.path.isfile(self.init):
             raise BrushworkError(f"init {self.init!r}: a reconstruction starts from noise or "
                                  "an existing image file")
@@ -303,6 +315,7 @@ def reconstruct_tensor(target: torch.Tensor, options: ReconstructOptions,
     pyramid from the target resized to it, as in stylisation.
     """
     options.check()
+    scales = pyramid(*target.shape[-2:], options.scales, options.iterations)
     device = pick_device(options.device)
     dtype = resolve_precision(options.precision, device)
     target = target.to(device)
@@ -315,7 +328,6 @@ def reconstruct_tensor(target: torch.Tensor, options: ReconstructOptions,
         return ReconstructionLoss(net, resize(target, scale.height, scale.width),
                                   options.content_layers, options.style_layers, dtype)
 
-    scales = pyramid(*target.shape[-2:], options.scales, options.iterations)
     if options.init == "noise":
         # Made at the first scale's size: full-size noise shrunk to it is averaged towards
         # grey, where feature maps and Gram matrices are nearly flat and L-BFGS stalls.

@@ -38,15 +38,18 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     if path.is_dir():
         raise BrushworkError(f"{path}: is a folder; give an image file")
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return to_rgb(img)
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice that; brushwork's limit is firm.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return to_rgb(img)
     except UnidentifiedImageError:
         raise BrushworkError(
             f"{path}: not an image Pillow can read; give a PNG, JPEG, WebP, TIFF or BMP file"
         ) from None
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BrushworkError(
             f"{path}: image is larger than {MAX_PIXELS} pixels; downscale it first"
         ) from None
@@ -59,7 +62,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to RGB: alpha is composited on white, 16-bit scaled to 8-bit."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
+        # I;16 is 16-bit by definition (a dark photo may never pass 255); plain 32-bit "I"
+        # has no stated range, so values above 255 are taken as 16-bit.
+        peak = 65535.0 if img.mode != "I" or arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     elif img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
@@ -126,23 +131,46 @@ def as_tensor(image: str | os.PathLike | Image.Image | torch.Tensor,
     return load_image(image, size)
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail before the work, not after it: the nearest existing folder on the way to ``path``
+    must take a new file (tried with a probe file, removed at once; nothing is created)."""
+    path = Path(path).expanduser().absolute()
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise BrushworkError(f"{path}: {folder} is a file, not a folder; "
+                             "choose another output path")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".brushwork-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BrushworkError(f"{path}: cannot write in {folder} ({exc.strerror}); "
+                             "choose another output path") from None
+
+
 def atomic_write(path: str | os.PathLike, write, suffix: str | None = None) -> Path:
     """Call ``write(tmp_path)`` then rename into place, so a crash never leaves half a file."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                               suffix=suffix or path.suffix)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                   suffix=suffix or path.suffix)
+        os.close(fd)
         write(tmp)
         # mkstemp makes the file private (0600); give it the permissions a plain open would.
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # no folder, no permission, disk full: say so in a line
+            raise BrushworkError(f"{path}: cannot write it ({exc.strerror or exc}); "
+                                 "choose another output path or free some space") from None
         raise
     return path
 
@@ -167,10 +195,10 @@ def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike,
         info = PngImagePlugin.PngInfo()
         info.add_text("brushwork", json.dumps(metadata, sort_keys=True, default=str))
         kwargs["pnginfo"] = info
-    elif fmt == "JPEG":
-        kwargs["quality"] = 95
-    elif metadata and fmt != "PNG":
+    elif metadata:
         warnings.warn(f"{path}: settings are recorded only in PNG files", stacklevel=2)
+    if fmt == "JPEG":
+        kwargs["quality"] = 95
     return atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **kwargs))
 
 

@@ -13,6 +13,7 @@ is row ``y * W + x`` of the Laplacian.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -320,6 +321,7 @@ def closed_form_matte(
         )
         return np.clip(target, 0.0, 1.0)
 
+    _check_solve_memory(int((~known).sum()))
     laplacian = matting_laplacian(img, eps=eps, mask=~known)
     active = np.diff(laplacian.indptr) > 0
     known_flat = known.ravel()[active]
@@ -337,6 +339,25 @@ def closed_form_matte(
     )
     alpha[active] = factor.solve(lam * target_flat[active])
     return np.clip(alpha.reshape(shape), 0.0, 1.0)
+
+
+def solve_bytes(unknown: int) -> int:
+    """Peak memory of the sparse solve for this many unknown pixels. Measured (random image,
+    all unknown between two marked edges, peak RSS less the interpreter's 247 MB): 4.1 KB per
+    unknown pixel at 200x200, 4.9 KB at 400x400, 5.8 KB at 640x640: about 0.6 KB more per
+    doubling, the LU factor's fill-in."""
+    return int(unknown * (4100 + 600 * max(0.0, math.log2(max(unknown, 1) / 40000))))
+
+
+def _check_solve_memory(unknown: int) -> None:
+    """Refuse a solve that would exhaust memory (the OS would kill it without a word)."""
+    from brushwork.runtime import available_memory
+
+    need, free = solve_bytes(unknown), available_memory(torch.device("cpu"))
+    if need > free:
+        raise BrushworkError(f"{unknown} unknown pixels need about {need / 2**30:.0f} GiB "
+                             f"for the solve, {free / 2**30:.0f} GiB free; downscale the "
+                             "image and its marks, or narrow the unknown (grey) band")
 
 
 def _box(array: np.ndarray, radius: int) -> np.ndarray:

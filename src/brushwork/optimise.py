@@ -28,6 +28,10 @@ from brushwork.io import atomic_write, load_payload
 from brushwork.tiling import TiledProblem
 
 OPTIMIZERS = ("lbfgs", "adam")
+#: The shortest side VGG-19 can take up to its block-5 layers (relu5_1, the deepest a loss
+#: uses by default): four 2x2 poolings leave a side below 16 px with no position at all,
+#: and an empty feature map makes the loss NaN.
+MIN_INPUT_SIDE = 16
 LossFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
 
@@ -85,21 +89,44 @@ class Interrupted(Exception):
         self.checkpoint = checkpoint
 
 
+def require(flag: str, value: float, least: float, above: bool = False, hint: str = "") -> None:
+    """The one-line error for a setting below its least value (``above``: at it, too), so
+    that every options check words it alike: "--lr -1 must be above 0, e.g. 0.02"."""
+    if value < least or (above and value == least):
+        need = "not be negative" if least == 0 and not above else \
+            f"be {'above' if above else 'at least'} {least:g}"
+        raise BrushworkError(f"--{flag.replace('_', '-')} {value:g} must {need}{hint}")
+
+
+def check_schedule(scales: int, iterations: Sequence[int] | int, lr: float | None) -> None:
+    """The settings every pixel-optimising run shares, checked before any heavy work."""
+    require("scales", scales, 1)
+    for count in [iterations] if isinstance(iterations, int) else iterations:
+        require("iterations", count, 1)
+    if lr is not None:
+        require("lr", lr, 0, above=True, hint=", e.g. 1 for L-BFGS or 0.02 for Adam")
+
+
 def pyramid(height: int, width: int, scales: int, iterations: Sequence[int] | int,
             min_side: int = 32) -> list[Scale]:
     """Sizes halving in area per level (factor sqrt 2 per side) down from the output size.
 
     ``iterations`` is one count per level (coarse first) or a total to split so that
-    coarse levels, which are cheap, get more steps.
+    coarse levels, which are cheap, get more steps. Coarse levels whose longest side is
+    under ``min_side`` or whose shortest is under ``MIN_INPUT_SIDE`` are left out; an
+    output too narrow for VGG-19 is a one-line error.
     """
-    longest = max(height, width)
+    if min(height, width) < MIN_INPUT_SIDE:
+        raise BrushworkError(f"the working image is {width}x{height} px; VGG-19 needs at "
+                             f"least {MIN_INPUT_SIDE} px on each side: raise --size or crop "
+                             "the image nearer to square")
     levels = []
     for k in range(scales - 1, -1, -1):
-        side = longest / math.sqrt(2) ** k
-        if round(side) < min_side and k > 0:
+        f = 1 / math.sqrt(2) ** k
+        h, w = round(height * f), round(width * f)
+        if k > 0 and (max(h, w) < min_side or min(h, w) < MIN_INPUT_SIDE):
             continue
-        f = side / longest
-        levels.append((max(1, round(height * f)), max(1, round(width * f))))
+        levels.append((h, w))
     if isinstance(iterations, int):
         # Cost per step grows with area, so give level i a share proportional to 1/area^0.5.
         shares = [1.0 / math.sqrt(h * w) for h, w in levels]
@@ -243,6 +270,9 @@ class Snapshots:
 
     def __init__(self, output: str | os.PathLike, settings: dict, save_every: int = 0,
                  checkpoint_every: int = 0, checkpoint_minutes: float = 0.0) -> None:
+        require("save_every", save_every, 0)
+        require("checkpoint_every", checkpoint_every, 0)
+        require("checkpoint_minutes", checkpoint_minutes, 0)
         self.output = Path(output)
         self.settings = settings
         self.save_every = save_every

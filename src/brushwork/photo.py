@@ -388,6 +388,8 @@ def photo_tensor(content: torch.Tensor, style: torch.Tensor, content_labels: np.
     region).
     """
     options.check()
+    h, w = content.shape[-2:]
+    stages = schedule(h, w, options)  # a too narrow image fails here, before any work
     device = pick_device(options.device)
     dtype = resolve_precision(options.precision, device)
     torch.manual_seed(options.seed)
@@ -419,8 +421,7 @@ def photo_tensor(content: torch.Tensor, style: torch.Tensor, content_labels: np.
         return PhotoLoss(net, options, target, style_at, regions, matting, dtype)
 
     init = initial_image(options, content, [style]).to(device)
-    h, w = content.shape[-2:]
-    out = run(schedule(h, w, options), init, loss_for, options.optimizer, options.lr,
+    out = run(stages, init, loss_for, options.optimizer, options.lr,
               callbacks, resume=resume, settings=options.settings(), progress=progress)
     if options.smooth:
         smoothed = affine_smooth(_array(out), _array(content), options.smooth_radius,
@@ -527,19 +528,24 @@ def matte(image: ImageLike, trimap: MaskLike | None = None,
     return closed_form_matte(rgb, *known)
 
 
-def replace_background(image: ImageLike, alpha: np.ndarray,
-                       background: ImageLike | str) -> Image.Image:
-    """Composite the foreground of ``image`` (colours re-estimated, so the old background
-    does not bleed through soft edges) onto an image or a colour such as '#00ff00'."""
-    rgb = _array(io.as_tensor(image))
+def read_background(background: ImageLike | str) -> np.ndarray:
+    """A background colour (3,) or image (H, W, 3) in 0..1, read before any solve so that a
+    typo costs a second, not a matte."""
     if isinstance(background, str) and not os.path.exists(background):
         try:
-            new = np.asarray(ImageColor.getrgb(background)[:3], dtype=np.float64) / 255.0
+            return np.asarray(ImageColor.getrgb(background)[:3], dtype=np.float64) / 255.0
         except ValueError:
             raise BrushworkError(f"{background}: neither an image file nor a colour like "
                                  "'#00ff00' or 'green'") from None
-    else:
-        new = _array(io.as_tensor(background))
+    return _array(io.as_tensor(background))
+
+
+def replace_background(image: ImageLike, alpha: np.ndarray,
+                       background: ImageLike | str | np.ndarray) -> Image.Image:
+    """Composite the foreground of ``image`` (colours re-estimated, so the old background
+    does not bleed through soft edges) onto an image or a colour such as '#00ff00'."""
+    rgb = _array(io.as_tensor(image))
+    new = background if isinstance(background, np.ndarray) else read_background(background)
     foreground, _ = estimate_foreground(rgb, alpha)
     out = composite(foreground, alpha, new)
     return Image.fromarray((out * 255.0 + 0.5).astype(np.uint8), "RGB")

@@ -54,6 +54,7 @@ def seconds_per_pixel_step(options: StyleOptions, device: torch.device,
 
 def plan(options: StyleOptions, height: int, width: int) -> list[PlannedScale]:
     """What a run of ``options`` on a ``height`` x ``width`` output would do and cost."""
+    scales = pyramid(height, width, options.scales, options.iterations)  # fails before timing
     device = pick_device(options.device)
     dtype = resolve_precision(options.precision, device)
     layers = list(options.content_layers) + list(options.style_layers)
@@ -61,7 +62,7 @@ def plan(options: StyleOptions, height: int, width: int) -> list[PlannedScale]:
     budget = available_memory(device)
     cost = seconds_per_pixel_step(options, device, dtype)
     rows = []
-    for scale in pyramid(height, width, options.scales, options.iterations):
+    for scale in scales:
         pixels = scale.height * scale.width
         tile = tile_for(options, scale.height, scale.width, per_pixel, budget)
         boxes = grid(scale.height, scale.width, tile, options.overlap) if tile else []

@@ -9,6 +9,7 @@ when the last step of the schedule arrives. A notebook can skip the file and use
 from __future__ import annotations
 
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +35,10 @@ class _WrittenAtEnd(ABC):
     def __call__(self, step: Step) -> None:
         self.collect(step)
         if self.path is not None and step.done == step.total:
-            self.save(self.path)
+            try:
+                self.save(self.path)
+            except BrushworkError as exc:  # a side file must not cost the run its result
+                warnings.warn(f"{exc}; the run goes on without it", stacklevel=2)
 
     @abstractmethod
     def collect(self, step: Step) -> None:
@@ -123,6 +127,8 @@ class LossPlot(_WrittenAtEnd):
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         super().__init__(path)
         _require_matplotlib()
+        if self.path is not None:
+            _check_plot_path(self.path)
         self.steps: list[int] = []
         self.history: dict[str, list[float]] = {}
         self.scale_starts: list[tuple[int, str]] = []
@@ -170,6 +176,16 @@ def _require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise BrushworkError("--plot needs matplotlib: pip install brushwork[plot]") from None
+
+
+def _check_plot_path(path: Path) -> None:
+    """Fail before the run on a file type matplotlib cannot write."""
+    from matplotlib.figure import Figure
+
+    types = Figure().canvas.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in types:
+        raise BrushworkError(f"{path}: --plot writes {', '.join('.' + t for t in sorted(types))}"
+                             "; give one of those")
 
 
 def recording_callbacks(record: str | None, frames: int, plot: str | None) -> list[Callback]:

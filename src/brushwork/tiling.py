@@ -25,6 +25,9 @@ from brushwork.vgg import Features, layer_shape_factor
 # activations alone. With it the estimate for VGG-19 up to relu5_1 is 3.6 kB per pixel;
 # peak RSS of one float32 pass on CPU measured 3.3 kB (512 px) to 3.9 kB (256 px).
 BACKWARD_OVERHEAD = 3.0
+#: The smallest tile a user may ask for: relu5_1 sees a 64 px tile as 4 x 4 positions, the
+#: fewest from which a tile's share of the Gram matrices means anything.
+MIN_TILE = 64
 
 
 @dataclass(frozen=True)

@@ -268,6 +268,9 @@ def stylise_video(stylist, source: str | os.PathLike, output: str | os.PathLike,
     ``stylist`` is a ``fast.stylise.Stylist``; frames go through it in batches of its
     ``batch_size``; ``smooth`` is the temporal smoothing weight (0 = off).
     """
+    if not is_video(output):
+        raise BrushworkError(f"{output}: a video is written as a video; give -o a "
+                             f"{', '.join(VIDEO_SUFFIXES)} file")
     info = probe(source)
     filt = TemporalFilter(smooth)
     size = stylist.options.size

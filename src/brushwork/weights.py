@@ -253,11 +253,18 @@ def load(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
 
 def describe(path: str | os.PathLike | None = None) -> str:
     """A human report of which weights would be used and whether they are valid."""
+    return report(path)[0]
+
+
+def report(path: str | os.PathLike | None = None) -> tuple[str, str | None]:
+    """``describe``'s report, and what is wrong with the weights: None when they are valid
+    or merely not fetched yet (a run fetches them), so `brushwork weights` can fail."""
     explicit = path or os.environ.get(ENV_WEIGHTS)
-    lines = [f"cache: {cached_path()}"]
     candidate = Path(explicit).expanduser() if explicit else cached_path()
+    lines = [f"cache: {cached_path()}"] if explicit else []
     origin = "explicit" if explicit else "cache"
-    if not candidate.exists():
+    problem = None
+    if not explicit and not candidate.exists():
         lines.append(f"{origin}: {candidate} (missing; run `brushwork weights fetch`)")
     else:
         try:
@@ -265,7 +272,9 @@ def describe(path: str | os.PathLike | None = None) -> str:
             size = candidate.stat().st_size / 1e6
             lines.append(f"{origin}: {candidate} ({size:.0f} MB, valid VGG-19)")
         except BrushworkError as exc:
-            lines.append(f"{origin}: {candidate} (invalid: {exc})")
+            problem = str(exc)
+            state = "invalid" if candidate.exists() else "missing"
+            lines.append(f"{origin}: {candidate} ({state})")
     lines.append("sources tried by `brushwork weights fetch`, in order: "
                  + "; ".join(s.name for s in SOURCES))
-    return "\n".join(lines)
+    return "\n".join(lines), problem

@@ -143,6 +143,11 @@ def fast(args: argparse.Namespace) -> int:
                           args.batch_size, args.size, args.max_tile).check()
     stylist = Stylist(args.model, options)
     output = Path(args.output) if args.output else default_output(source, stylist.model.name)
+    if output.is_dir() and not source.is_dir():  # -o FOLDER/ for one file: the file goes in it
+        output = output / default_output(source, stylist.model.name).name
+    if output.resolve() == source.resolve():
+        raise BrushworkError(f"{output}: that is the input; give another -o so that the "
+                             "input is kept")
     if source.is_dir():
         written = stylise_folder(stylist, source, output, progress=not args.quiet)
         print(f"wrote {len(written)} images to {output}")
@@ -166,18 +171,18 @@ def fast(args: argparse.Namespace) -> int:
 def _configure_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a shipped model's name or a model file")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset [%(default)s]")
+    p.add_argument("--opset", type=int, default=18,
+                   help="ONNX opset, 18 up to the newest the installed onnx knows "
+                        "[%(default)s]")
 
 
 @command("export", "export a trained network to ONNX and check it in onnxruntime",
          _configure_export)
 def export(args: argparse.Namespace) -> int:
-    from brushwork.fast.export import check_onnx, export_onnx
+    from brushwork.fast.export import export_onnx
     from brushwork.fast.model import load_model
 
-    model = load_model(args.model)
-    path = export_onnx(model, args.onnx, args.opset)
-    difference = check_onnx(model, path)
+    path, difference = export_onnx(load_model(args.model), args.onnx, args.opset)
     print(f"wrote {path}; onnxruntime matches PyTorch to {difference:.1e}")
     return 0
 
@@ -193,8 +198,9 @@ def _configure_mix(p: argparse.ArgumentParser) -> None:
 @command("mix", "a model between two of one style: FIRST SECOND --weight W -o MODEL",
          _configure_mix)
 def mix_models(args: argparse.Namespace) -> int:
-    from brushwork.fast.model import load_model, mix, save_model
+    from brushwork.fast.model import check_model_path, load_model, mix, save_model
 
+    check_model_path(args.output)
     mixed = mix(load_model(args.first), load_model(args.second), args.weight)
     path = save_model(mixed.net, args.output, mixed.style, mixed.settings)
     print(f"wrote {path}")

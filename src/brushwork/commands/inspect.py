@@ -71,7 +71,7 @@ def _configure_reconstruct(p: argparse.ArgumentParser) -> None:
     p.add_argument("--figure", action="store_true",
                    help="content reconstructions per layer over style reconstructions from "
                         "growing layer sets, labelled, in one image [layers relu1_1..relu5_1]")
-    add_optimisation_args(p, DEFAULTS)
+    add_optimisation_args(p, DEFAULTS, inits="noise")
 
 
 @command("reconstruct", "rebuild an image from noise, from one layer's features or from "

@@ -18,6 +18,7 @@ from brushwork.photo import (
     load_inputs,
     matte,
     photo_tensor,
+    read_background,
     replace_background,
 )
 from brushwork.recording import recording_callbacks
@@ -87,14 +88,16 @@ def matte_command(args: argparse.Namespace) -> int:
     if bool(args.composite) != bool(args.composite_output):
         raise BrushworkError("--composite BACKGROUND and -o2/--composite-output OUT go together")
     io.output_format(args.output)
+    background = None
     if args.composite_output:
         io.output_format(args.composite_output)
+        background = read_background(args.composite)
     alpha = matte(args.image, trimap=args.trimap, scribbles=args.scribbles)
     grey = Image.fromarray((alpha * 255.0 + 0.5).astype(np.uint8), "L")
     io.atomic_write(args.output, grey.save)
     print(f"wrote {args.output}")
     if args.composite:
-        io.save_image(replace_background(args.image, alpha, args.composite),
+        io.save_image(replace_background(args.image, alpha, background),
                       args.composite_output)
         print(f"wrote {args.composite_output}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 
 from brushwork import weights
 from brushwork.cli import command
+from brushwork.errors import BrushworkError
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -19,5 +20,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "fetch":
         path = weights.fetch()
         print(f"VGG-19 weights ready: {path}")
-    print(weights.describe(args.weights))
+    text, problem = weights.report(args.weights)
+    print(text)
+    if problem:  # the status says whether runs would find usable weights
+        raise BrushworkError(problem)
     return 0

@@ -5,7 +5,8 @@ included). It takes ``image`` (N, 3, H, W), RGB in 0..1, of any batch and size (
 least ``network.MIN_SIDE``), and gives ``stylised`` of the same shape. It is made with
 PyTorch's torch.export-based exporter (the TorchScript one is deprecated), with the
 batch, height and width symbolic, so the padding to a multiple of four stays in the graph.
-After writing, the file is run in onnxruntime (when installed) against PyTorch.
+Before the file is moved into place it is run in onnxruntime against PyTorch, so an export
+that onnxruntime cannot load or that computes something else leaves no file behind.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -25,6 +27,12 @@ from brushwork.fast.stylise import Served
 from brushwork.io import atomic_write
 
 OPSET = 18
+#: torch.onnx's exporter builds opset-18 graphs (its torchlib); asked for less, it tries a
+#: down-conversion that fails for this network and writes opset 18 anyway.
+MIN_OPSET = OPSET
+#: Largest difference from PyTorch an export may show in onnxruntime: one 8-bit grey level
+#: (measured: 1e-5 at opset 18, 1e-4 from opset 21 on).
+TOLERANCE = 1 / 255
 
 
 def _cpu_net(model: FastModel | str | os.PathLike) -> torch.nn.Module:
@@ -34,14 +42,31 @@ def _cpu_net(model: FastModel | str | os.PathLike) -> torch.nn.Module:
     return Served(model.net.float().cpu()).eval()
 
 
-def export_onnx(model: FastModel | str | os.PathLike, path: str | os.PathLike,
-                opset: int = OPSET) -> Path:
-    """Write the model as an ONNX file (atomically) and return its path."""
+def check_export(path: str | os.PathLike, opset: int) -> None:
+    """The output name and --opset, before the minute an export takes."""
+    if Path(path).suffix.lower() != ".onnx":
+        raise BrushworkError(f"{path}: an ONNX file ends in .onnx; give --onnx "
+                             f"{Path(path).with_suffix('.onnx').name} or similar")
     try:
+        import onnx
         import onnxscript  # noqa: F401  (the exporter's dependency; fail early and clearly)
     except ImportError:
         raise BrushworkError("ONNX export needs onnx and onnxscript: "
                              "pip install 'brushwork[export]'") from None
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise BrushworkError(f"--opset {opset}: use {MIN_OPSET} to {newest} (torch.onnx "
+                             f"cannot go below {MIN_OPSET}; the installed onnx knows up to "
+                             f"{newest})")
+
+
+def export_onnx(model: FastModel | str | os.PathLike, path: str | os.PathLike,
+                opset: int = OPSET, check: bool = True) -> tuple[Path, float | None]:
+    """Write the model as an ONNX file (atomically); with ``check``, only once onnxruntime
+    runs it within ``TOLERANCE`` of PyTorch. Returns the path and that difference."""
+    check_export(path, opset)
+    if check:
+        _onnxruntime()  # missing: say so before the export, not after it
     from torch.export import Dim
 
     net = _cpu_net(model)
@@ -51,6 +76,8 @@ def export_onnx(model: FastModel | str | os.PathLike, path: str | os.PathLike,
     shapes = {"images": {0: Dim("batch", max=1024),
                          2: Dim("height", min=MIN_SIDE, max=1 << 16),
                          3: Dim("width", min=MIN_SIDE, max=1 << 16)}}
+
+    measured: list[float] = []
 
     def write(tmp: str) -> None:
         quiet = logging.getLogger("torch.onnx")
@@ -65,20 +92,38 @@ def export_onnx(model: FastModel | str | os.PathLike, path: str | os.PathLike,
         finally:
             quiet.setLevel(level)
         program.save(tmp)
+        if check:
+            difference = check_onnx(model, tmp)
+            measured.append(difference)
+            if difference > TOLERANCE:
+                raise BrushworkError(f"{path}: in onnxruntime the export differs from PyTorch "
+                                     f"by {difference:.1e}; nothing written, try --opset "
+                                     f"{OPSET}")
 
-    return atomic_write(path, write)
+    return atomic_write(path, write), measured[0] if measured else None
 
 
-def check_onnx(model: FastModel | str | os.PathLike, path: str | os.PathLike,
-               sizes: tuple[tuple[int, int], ...] = ((61, 83), (128, 96))) -> float:
-    """Largest difference between onnxruntime's and PyTorch's outputs over test images."""
+def _onnxruntime() -> ModuleType:
+    """The onnxruntime module, or a one-line error saying how to install it."""
     try:
         import onnxruntime
     except ImportError:
         raise BrushworkError("checking the export needs onnxruntime: "
                              "pip install 'brushwork[export]'") from None
+    return onnxruntime
+
+
+def check_onnx(model: FastModel | str | os.PathLike, path: str | os.PathLike,
+               sizes: tuple[tuple[int, int], ...] = ((61, 83), (128, 96))) -> float:
+    """Largest difference between onnxruntime's and PyTorch's outputs over test images."""
+    onnxruntime = _onnxruntime()
     net = _cpu_net(model)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's errors share no base class
+        raise BrushworkError(f"onnxruntime {onnxruntime.__version__} cannot load this ONNX "
+                             f"file ({type(exc).__name__}); export it with --opset {OPSET}"
+                             ) from None
     gen = torch.Generator().manual_seed(0)
     worst = 0.0
     for batch, (h, w) in enumerate(sizes, start=1):

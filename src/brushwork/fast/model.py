@@ -68,9 +68,19 @@ def compact_state(net: TransformerNet) -> dict[str, torch.Tensor]:
     return half if keep_half else full
 
 
+def check_model_path(path: str | os.PathLike) -> Path:
+    """A model file name ends in .pt: said before a run, not found out after it (and an
+    image named by mistake is not overwritten with a model)."""
+    if Path(path).suffix.lower() != MODEL_SUFFIX:
+        raise BrushworkError(f"{path}: a model file ends in {MODEL_SUFFIX}; give -o "
+                             f"{Path(path).with_suffix(MODEL_SUFFIX).name} or similar")
+    return Path(path)
+
+
 def save_model(net: TransformerNet, path: str | os.PathLike, style: str,
                settings: dict | None = None) -> Path:
     """Write a model file atomically (see the module's docstring for what it holds)."""
+    check_model_path(path)
     payload = {"kind": MODEL_KIND, "config": net.config(), "state": compact_state(net),
                "style": style, "settings": dict(settings or {})}
     return atomic_write(path, lambda p: torch.save(payload, p))

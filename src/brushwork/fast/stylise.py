@@ -309,4 +309,7 @@ def stylise_folder(stylist: Stylist, folder: str | os.PathLike,
                 suffix = path.suffix if path.suffix.lower() in io.SAVE_FORMATS else ".png"
                 written.append(io.save_image(image, out_dir / f"{path.stem}{suffix}"))
             bar.update(len(paths))
+    if not written:
+        raise BrushworkError(f"{folder}: none of its {len(files)} image files could be read "
+                             "(see the warnings above); nothing written")
     return written

@@ -34,7 +34,13 @@ from brushwork import io
 from brushwork.artistic import StyleOptions
 from brushwork.cli import EXAMPLES
 from brushwork.errors import BrushworkError
-from brushwork.fast.model import CHECKPOINT_KIND, FastModel, load_model, save_model
+from brushwork.fast.model import (
+    CHECKPOINT_KIND,
+    FastModel,
+    check_model_path,
+    load_model,
+    save_model,
+)
 from brushwork.fast.network import TransformerNet
 from brushwork.io import atomic_write, load_payload
 from brushwork.losses import content_loss, gram, style_loss, tv_loss
@@ -103,6 +109,7 @@ class TrainOptions:
             raise BrushworkError("--minutes must be above 0")
         if not Path(self.data).is_dir():
             raise BrushworkError(f"{self.data}: not a folder; give --data a folder of photos")
+        check_model_path(self.output)
         return self
 
     @property
@@ -322,6 +329,10 @@ class Trainer:
         if options.batch_size % ranks.world:
             raise BrushworkError(f"--batch-size {options.batch_size} does not split over "
                                  f"{ranks.world} processes; use a multiple of {ranks.world}")
+        ckpt = load_checkpoint(options.checkpoint_path) if resume else None
+        if ckpt is not None and ckpt["step"] >= options.steps:
+            raise BrushworkError(f"{options.checkpoint_path}: the checkpoint is already at step "
+                                 f"{ckpt['step']}; give --steps above {ckpt['step']} to train on")
         self.dtype = resolve_precision(options.precision, device)
         self.style_file = style_path(options.style)
         self.style_name = options.name or self.style_file.stem
@@ -335,8 +346,8 @@ class Trainer:
         # Loss scaling only for float16; bfloat16 and float32 have float32's range.
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         self.step, self.seconds_before = 0, 0.0
-        if resume:
-            self._resume(load_checkpoint(options.checkpoint_path))
+        if ckpt is not None:
+            self._resume(ckpt)
         elif options.init:
             self._init_from(options.init)
         features = Features(tuple(options.content_layers) + tuple(options.style_layers),
