@@ -83,7 +83,7 @@ def test_explicit_path_and_env_var_take_precedence(tmp_path, monkeypatch, vgg_st
     monkeypatch.setenv(weights.ENV_WEIGHTS, str(tmp_path / "mine.pt"))
     assert weights.resolve() == tmp_path / "mine.pt"
     assert weights.resolve(tmp_path / "other.pt") == tmp_path / "other.pt"
-    assert "valid VGG-19" in weights.describe()
+    assert "valid VGG-19" in weights.report()[0]
 
 
 def test_fetch_failure_says_what_was_tried_and_what_to_do(tmp_path, monkeypatch):

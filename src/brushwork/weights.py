@@ -251,14 +251,10 @@ def load(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     return _LOADED[resolved]
 
 
-def describe(path: str | os.PathLike | None = None) -> str:
-    """A human report of which weights would be used and whether they are valid."""
-    return report(path)[0]
-
-
 def report(path: str | os.PathLike | None = None) -> tuple[str, str | None]:
-    """``describe``'s report, and what is wrong with the weights: None when they are valid
-    or merely not fetched yet (a run fetches them), so `brushwork weights` can fail."""
+    """A human report of which weights would be used and whether they are valid, and what is
+    wrong with them: None when they are valid or merely not fetched yet (a run fetches
+    them), so that `brushwork weights` can fail where a run would."""
     explicit = path or os.environ.get(ENV_WEIGHTS)
     candidate = Path(explicit).expanduser() if explicit else cached_path()
     lines = [f"cache: {cached_path()}"] if explicit else []
