@@ -419,3 +419,12 @@ def test_resume_from_a_checkpoint_past_the_steps_asks_for_more(trained, photos: 
     err = capsys.readouterr().err.strip()
     assert "already at step 8" in err and "--steps above 8" in err
     assert len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_a_max_tile_below_twice_the_overlap_is_refused() -> None:
+    with pytest.raises(BrushworkError, match="--max-tile 64: .* overlap by .* use at least") as e:
+        Stylist("wave", FastOptions(max_tile=64))
+    least = int(str(e.value).rsplit(" ", 1)[1])
+    Stylist("wave", FastOptions(max_tile=least))  # the least it names is accepted
+    with pytest.raises(BrushworkError, match="use at least"):
+        Stylist("wave", FastOptions(max_tile=least - 1))

@@ -113,7 +113,8 @@ def _configure_fast(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=4,
                    help="images or frames per forward pass [%(default)s]")
     p.add_argument("--max-tile", type=int, metavar="PIXELS",
-                   help="longest tile side for large images [from free memory]")
+                   help="longest tile side for large images; at least twice the model's tile "
+                   "overlap, which the error names [from free memory]")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--precision", default="auto",
                    choices=("auto", "float32", "bfloat16", "float16"))

@@ -192,6 +192,20 @@ class Stylist:
         self.dtype = resolve_precision(self.options.precision, self.device)
         self.net = self.model.net.to(self.device, memory_format=torch.channels_last).eval()
         self.radius = receptive_radius(self.net)
+        if self.options.max_tile is not None and self.options.max_tile < self.min_tile:
+            raise BrushworkError(f"--max-tile {self.options.max_tile}: this network's tiles "
+                                 f"overlap by {self.overlap} px, so use at least "
+                                 f"{self.min_tile}")
+
+    @property
+    def overlap(self) -> int:
+        """Pixels neighbouring tiles share: the blend ramp spans the receptive field twice."""
+        return 4 * self.radius
+
+    @property
+    def min_tile(self) -> int:
+        """The smallest tile that leaves room between two overlaps."""
+        return 2 * self.overlap + STRIDE
 
     def max_pixels(self) -> int:
         """Pixels one forward pass may take: from --max-tile, else from free memory."""
@@ -233,8 +247,8 @@ class Stylist:
         padded = F.pad(image, (left, pw - left, top, ph - top), mode="reflect") \
             if ph or pw else image
         ht, wt = padded.shape[-2:]
-        overlap = 4 * self.radius
-        side = max(2 * overlap + STRIDE, math.isqrt(limit) // STRIDE * STRIDE)
+        overlap = self.overlap
+        side = max(self.min_tile, math.isqrt(limit) // STRIDE * STRIDE)
         out = torch.zeros(1, 3, ht, wt)
         weight = torch.zeros(1, 1, ht, wt)
         with shared_statistics(self.net, stats):
