@@ -39,6 +39,8 @@ def test_positional_and_older_flag_spellings_both_work(tmp_path, examples):
     (["stylize", "{content}", "{style}", "-o", "{out}", "--overlap", "-5"],
      "--overlap -5 must not be negative"),
     (["stylize", "{content}", "{style}", "-o", "{out}", "--lr", "-1"], "--lr -1 must be above 0"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--scales", "2", "--iterations", "1,1,1"],
+     "--iterations: 3 counts for --scales 2"),
     (["photo", "{content}", "{style}", "-o", "{out}", "--lr", "0"], "--lr 0 must be above 0"),
     (["stylize", "{content}", "{style}", "-o", "{out}", "--save-every", "-1"],
      "--save-every -1 must not be negative"),

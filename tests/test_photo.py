@@ -246,3 +246,13 @@ def test_non_binary_scribbles_leave_soft_strokes_unknown() -> None:
         matte(to_pil(image), scribbles=np.full(alpha.shape, 200, np.uint8))
     with pytest.raises(BrushworkError, match="exactly one of a trimap and scribbles"):
         matte(to_pil(image))
+
+
+def test_many_unmatched_regions_are_reported_in_one_short_line() -> None:
+    content_labels = np.arange(10).repeat(4).reshape(4, 10)  # ten regions
+    style_labels = np.zeros((4, 10), dtype=np.int64)  # one
+    names = [f"automatic region {i + 1}" for i in range(10)]
+    with pytest.warns(UserWarning, match="automatic region 2, .* region 5 and 5 more have no") \
+            as caught:
+        match_regions(content_labels, style_labels, names)
+    assert len(str(caught[0].message)) < 200

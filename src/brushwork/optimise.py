@@ -101,6 +101,9 @@ def require(flag: str, value: float, least: float, above: bool = False, hint: st
 def check_schedule(scales: int, iterations: Sequence[int] | int, lr: float | None) -> None:
     """The settings every pixel-optimising run shares, checked before any heavy work."""
     require("scales", scales, 1)
+    if not isinstance(iterations, int) and len(iterations) != scales:
+        raise BrushworkError(f"--iterations: {len(iterations)} counts for --scales {scales}; "
+                             "give one total, or one count per scale (coarse first)")
     for count in [iterations] if isinstance(iterations, int) else iterations:
         require("iterations", count, 1)
     if lr is not None:
