@@ -61,11 +61,18 @@ def test_bad_input_gets_one_line_and_no_output(tmp_path, examples, capsys, args,
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bad_flag_value_is_an_argparse_error(capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["stylize", "a.jpg", "b.jpg", "-o", "c.png", "--iterations", "many"], "give a number"),
+    (["photo", "a.jpg", "b.jpg", "-o", "c.png", "--no-such-flag", "1"],
+     "brushwork photo: unrecognized arguments: --no-such-flag 1 (see brushwork photo -h)"),
+    (["fast"], "brushwork fast: the following arguments are required"),
+])
+def test_bad_flags_get_one_line_from_their_own_command(capsys, argv, message):
     with pytest.raises(SystemExit) as stop:
-        main(["stylize", "a.jpg", "b.jpg", "-o", "c.png", "--iterations", "many"])
+        main(argv)
     assert stop.value.code == 2
-    assert "give a number" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_weights_command_reports_the_cache():

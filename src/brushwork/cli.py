@@ -1,7 +1,7 @@
 """The `brushwork` command: argument parsing only; every command calls into the modules.
 
 Errors the user can fix arrive as ``BrushworkError`` and are printed as one line
-(``brushwork: ...``) with exit status 2; Ctrl-C during a run saves the image so far and a
+(``brushwork: ...``) with exit status 2, as are argparse's own (``Parser``); Ctrl-C during a run saves the image so far and a
 checkpoint, and exits with status 130; output into a pipe whose reader has gone (``| head``)
 ends quietly with status 141.
 """
@@ -14,12 +14,20 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from brushwork.errors import BrushworkError
 
 EXAMPLES = Path(__file__).parent / "examples"
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, like brushwork's own: the usage is a -h away."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} -h)\n")
 
 
 def command(name: str, help_text: str, configure: Callable[[argparse.ArgumentParser], None]):
@@ -108,12 +116,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].startswith("--") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["stylize", *argv]  # neural_style.py spelling: brushwork --content ... --styles
-    parser = argparse.ArgumentParser(prog="brushwork", description=__doc__.splitlines()[0])
+    parser = Parser(prog="brushwork", description="Neural style transfer: artistic (Gatys), "
+                    "photorealistic (Luan), fast (Johnson), and a look inside VGG-19. "
+                    "`brushwork COMMAND -h` for each command.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parsers = {}
     for name, (help_text, configure, _) in COMMANDS.items():
-        configure(sub.add_parser(name, help=help_text, description=help_text))
-    args = parser.parse_args(argv)
+        parsers[name] = sub.add_parser(name, help=help_text, description=help_text)
+        configure(parsers[name])
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the subcommand, whose -h lists what it does accept
+        parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     if not args.command:
         parser.print_help()
         return 2
