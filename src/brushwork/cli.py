@@ -1,9 +1,9 @@
 """The `brushwork` command: argument parsing only; every command calls into the modules.
 
 Errors the user can fix arrive as ``BrushworkError`` and are printed as one line
-(``brushwork: ...``) with exit status 2, as are argparse's own (``Parser``); Ctrl-C during a run saves the image so far and a
-checkpoint, and exits with status 130; output into a pipe whose reader has gone (``| head``)
-ends quietly with status 141.
+(``brushwork: ...``) with exit status 2, as are argparse's own (``Parser``); Ctrl-C during
+a run saves the image so far and a checkpoint, and exits with status 130; output into a
+pipe whose reader has gone (``| head``) ends quietly with status 141.
 """
 
 from __future__ import annotations
