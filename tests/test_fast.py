@@ -428,3 +428,11 @@ def test_a_max_tile_below_twice_the_overlap_is_refused() -> None:
     Stylist("wave", FastOptions(max_tile=least))  # the least it names is accepted
     with pytest.raises(BrushworkError, match="use at least"):
         Stylist("wave", FastOptions(max_tile=least - 1))
+
+
+def test_smoothing_asked_for_an_image_is_a_warning(tmp_path: Path, examples: Path) -> None:
+    out = tmp_path / "out.png"
+    with pytest.warns(UserWarning, match="--smooth blends consecutive video frames"):
+        assert main(["fast", "wave", str(examples / "chelsea.jpg"), "-o", str(out), "--smooth",
+                     "--size", "64", "--quiet"]) == 0
+    assert out.exists()

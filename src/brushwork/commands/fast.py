@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from brushwork import io
@@ -142,6 +143,9 @@ def fast(args: argparse.Namespace) -> int:
         raise BrushworkError(f"{source}: no such file or folder")
     options = FastOptions(args.strength, args.preserve_colour, args.device, args.precision,
                           args.batch_size, args.size, args.max_tile).check()
+    if args.smooth and not is_video(source):
+        warnings.warn(f"--smooth blends consecutive video frames; {source} is not a video, "
+                      "so it has no effect", stacklevel=1)
     stylist = Stylist(args.model, options)
     output = Path(args.output) if args.output else default_output(source, stylist.model.name)
     if output.is_dir() and not source.is_dir():  # -o FOLDER/ for one file: the file goes in it
