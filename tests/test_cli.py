@@ -185,3 +185,30 @@ def test_a_bad_composite_colour_is_refused_before_the_matte_is_solved(tmp_path, 
                  str(tmp_path / "comp.png")]) == 2
     assert "notacolour: neither an image file nor a colour" in capsys.readouterr().err
     assert not (tmp_path / "alpha.png").exists()
+
+
+def test_resume_takes_its_own_checkpoint_quietly_and_refuses_another_runs(tmp_path, examples,
+                                                                         capsys):
+    import warnings
+
+    from brushwork.optimise import Checkpoint
+
+    out = tmp_path / "out.png"
+    argv = ["stylize", str(examples / "chelsea.jpg"), str(examples / "wave.jpg"), "-o", str(out),
+            *FAST]
+    assert main(argv) == 0
+    settings = io.read_metadata(out)  # what the command records, checkpoints included
+    ckpt = tmp_path / "out.png.ckpt"
+    Checkpoint(io.load_image(out), 0, 1, settings).save(ckpt)
+    with warnings.catch_warnings(record=True) as caught:
+        assert main([*argv, "--resume"]) == 0
+    assert not [w for w in caught if "resuming" in str(w.message)]  # the same command: quiet
+    assert not ckpt.exists()
+
+    Checkpoint(io.load_image(out), 0, 1, {**settings, "content": "other.jpg"}).save(ckpt)
+    assert main([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "a checkpoint of another run (its content differ)" in err
+    Checkpoint(io.load_image(out), 0, 1, {**settings, "style_weight": 1.0}).save(ckpt)
+    with pytest.warns(UserWarning, match="resuming with changed settings: style_weight"):
+        assert main([*argv, "--resume"]) == 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -68,6 +70,26 @@ def options_from(args: argparse.Namespace) -> StyleOptions:
     return StyleOptions(**values).check()
 
 
+#: Settings that say what a run computes (its inputs and its schedule's sizes): a
+#: checkpoint that differs in one of them belongs to another run.
+RUN_IDENTITY = ("content", "styles", "style", "content_mask", "style_mask", "image", "size",
+                "scales")
+
+
+def _check_resume(path: Path, saved: dict, now: dict) -> None:
+    """Refuse another run's checkpoint; name the settings that changed (weights, say)."""
+    saved, now = (json.loads(json.dumps(d, default=str)) for d in (saved, now))  # tuple = list
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    # Keys a checkpoint lacks (written before they were recorded) cannot be held against it.
+    other = [k for k in changed if k in RUN_IDENTITY and k in saved]
+    if other:
+        raise BrushworkError(f"{path}: a checkpoint of another run (its {', '.join(other)} "
+                             "differ); resume with the same inputs, --size and --scales, or "
+                             "run without --resume")
+    if changed:
+        warnings.warn(f"resuming with changed settings: {', '.join(changed)}", stacklevel=2)
+
+
 def run_with_snapshots(args: argparse.Namespace, output: Path, settings: dict,
                        work: Callable[[Sequence[Callback], Checkpoint | None], torch.Tensor],
                        extra_callbacks: Sequence[Callback] = ()) -> int:
@@ -81,8 +103,7 @@ def run_with_snapshots(args: argparse.Namespace, output: Path, settings: dict,
     resume = None
     if args.resume:
         resume = Checkpoint.load(ckpt_path)
-        if resume.settings != settings:
-            warnings.warn("resuming with settings that differ from the checkpoint's", stacklevel=1)
+        _check_resume(ckpt_path, resume.settings, settings)
     snapshots = Snapshots(output, settings, args.save_every, args.checkpoint_every,
                           args.checkpoint_minutes)
     callbacks: list[Callback] = [snapshots, *extra_callbacks]
@@ -90,7 +111,7 @@ def run_with_snapshots(args: argparse.Namespace, output: Path, settings: dict,
         image = work(callbacks, resume)
     except Interrupted as stop:
         io.save_image(stop.image, output, settings)
-        stop.checkpoint.save(ckpt_path)
+        replace(stop.checkpoint, settings=settings).save(ckpt_path)  # with the input files
         print(f"brushwork: interrupted; image so far saved to {output}; continue with the same "
               "command and --resume", file=sys.stderr)
         return 130

@@ -376,11 +376,12 @@ class Trainer:
             raise BrushworkError(f"{self.o.checkpoint_path}: checkpoint is of a network "
                                  f"{ckpt['config']}, not {self.net.config()}; use the same "
                                  "--channels and --residual-blocks, or start again")
-        # The run's length may change (that is how a finished run is extended); not so the
-        # rest without a word.
+        # The run's length may change (that is how a finished run is extended), and so may
+        # what is written along the way; not the rest without a word.
         now = self.o.settings()
-        changed = sorted(k for k in set(ckpt["settings"]) | set(now) if k not in
-                         ("steps", "minutes") and ckpt["settings"].get(k) != now.get(k))
+        free = ("steps", "minutes", "checkpoint_every", "preview_every", "val")
+        changed = sorted(k for k in set(ckpt["settings"]) | set(now)
+                         if k not in free and ckpt["settings"].get(k) != now.get(k))
         if changed and self.ranks.main:
             warnings.warn(f"resuming with changed settings: {', '.join(changed)}", stacklevel=2)
         self.net.load_state_dict(ckpt["model"])
