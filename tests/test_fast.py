@@ -436,3 +436,14 @@ def test_smoothing_asked_for_an_image_is_a_warning(tmp_path: Path, examples: Pat
         assert main(["fast", "wave", str(examples / "chelsea.jpg"), "-o", str(out), "--smooth",
                      "--size", "64", "--quiet"]) == 0
     assert out.exists()
+
+
+def test_videos_in_a_folder_run_are_named_as_left_out(tmp_path: Path, examples: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    io.save_image(io.load_image(examples / "chelsea.jpg", 48), folder / "cat.png")
+    (folder / "clip.mp4").write_bytes(b"not decoded: a folder run only lists videos")
+    stylist = Stylist("wave", FastOptions(device="cpu"))
+    with pytest.warns(UserWarning, match="1 videos left out \\(clip.mp4\\)"):
+        written = stylise_folder(stylist, folder, tmp_path / "out", progress=False)
+    assert [p.name for p in written] == ["cat.png"]

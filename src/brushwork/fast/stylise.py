@@ -35,6 +35,7 @@ from brushwork.fast.network import STRIDE, TransformerNet
 from brushwork.fast.train import IMAGE_SUFFIXES
 from brushwork.optimise import resize
 from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
+from brushwork.video import is_video
 
 #: Share of free memory one forward pass may take (the rest is for the image, the output
 #: accumulator and whatever else runs).
@@ -313,6 +314,11 @@ def stylise_folder(stylist: Stylist, folder: str | os.PathLike,
     from tqdm import tqdm
 
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    videos = [p.name for p in Path(folder).iterdir() if is_video(p)]
+    if videos:
+        warnings.warn(f"{folder}: {len(videos)} videos left out ({', '.join(sorted(videos)[:3])}"
+                      f"{', ...' if len(videos) > 3 else ''}); a folder run does images, give "
+                      "each video as the input", stacklevel=2)
     if not files:
         raise BrushworkError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     out_dir = Path(output)
