@@ -251,12 +251,12 @@ def test_affine_upsample_restores_full_detail_where_bilinear_blurs() -> None:
 
 
 def test_a_solve_too_large_for_memory_is_refused_with_its_estimate(monkeypatch) -> None:
-    import brushwork.runtime
+    import brushwork.matting
 
     image, _, _, alpha = synthetic_matte()
     constraints, known = trimap_constraints(trimap_from_alpha(alpha, band=3), image.shape[:2])
     unknown = int((~known).sum())
-    monkeypatch.setattr(brushwork.runtime, "available_memory", lambda device: 1000)
+    monkeypatch.setattr(brushwork.matting, "available_memory", lambda device: 1000)
     with pytest.raises(BrushworkError, match=f"{unknown} unknown pixels need about"):
         closed_form_matte(image, constraints, known)
     assert solve_bytes(160_000) > 4 * solve_bytes(40_000)  # fill-in: more than linear

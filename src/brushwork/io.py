@@ -175,6 +175,16 @@ def atomic_write(path: str | os.PathLike, write, suffix: str | None = None) -> P
     return path
 
 
+def check_suffix(path: str | os.PathLike, suffix: str, what: str, flag: str) -> Path:
+    """An output named for its kind, said before the work (and an image named by mistake is
+    not overwritten with a model or a graph)."""
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise BrushworkError(f"{path}: {what} ends in {suffix}; give {flag} "
+                             f"{path.with_suffix(suffix).name} or similar")
+    return path
+
+
 def output_format(path: str | os.PathLike) -> str:
     """The Pillow format for an output path, or a one-line error naming the choices."""
     suffix = Path(path).suffix.lower()

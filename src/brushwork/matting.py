@@ -24,6 +24,7 @@ from scipy.ndimage import maximum_filter, uniform_filter
 from scipy.sparse.linalg import splu
 
 from brushwork.errors import BrushworkError
+from brushwork.runtime import available_memory
 
 # 8-bit thresholds shared by trimaps and scribbles: only clearly white or black marks become
 # constraints, so anti-aliased or JPEG-blurred edges fall into the unknown region, which the
@@ -351,8 +352,6 @@ def solve_bytes(unknown: int) -> int:
 
 def _check_solve_memory(unknown: int) -> None:
     """Refuse a solve that would exhaust memory (the OS would kill it without a word)."""
-    from brushwork.runtime import available_memory
-
     need, free = solve_bytes(unknown), available_memory(torch.device("cpu"))
     if need > free:
         raise BrushworkError(f"{unknown} unknown pixels need about {need / 2**30:.0f} GiB "

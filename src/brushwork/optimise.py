@@ -11,6 +11,7 @@ raises ``Interrupted`` carrying the best image so far and a checkpoint to resume
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -78,6 +79,14 @@ class Checkpoint:
     def load(cls, path: str | os.PathLike) -> Checkpoint:
         payload = load_payload(path, "brushwork-checkpoint", "checkpoint")
         return cls(payload["image"], payload["scale"], payload["iteration"], payload["settings"])
+
+
+def changed_settings(saved: dict, now: dict, free: Sequence[str] = ()) -> list[str]:
+    """The settings, other than ``free`` ones, that differ between a checkpoint and the run
+    resuming it (compared as JSON, so a tuple and the list it was stored as agree)."""
+    saved, now = (json.loads(json.dumps(d, default=str)) for d in (saved, now))
+    return sorted(k for k in set(saved) | set(now)
+                  if k not in free and saved.get(k) != now.get(k))
 
 
 class Interrupted(Exception):

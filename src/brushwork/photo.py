@@ -34,7 +34,7 @@ from brushwork.artistic import (
     options_weights,
     styles_at,
 )
-from brushwork.errors import BrushworkError
+from brushwork.errors import BrushworkError, brief
 from brushwork.losses import gram, style_loss
 from brushwork.matting import (
     MattingLoss,
@@ -163,12 +163,6 @@ def single_region(image: torch.Tensor) -> np.ndarray:
     return np.zeros(image.shape[-2:], dtype=np.int64)
 
 
-def _listed(names: Sequence[str], shown: int = 4) -> str:
-    """Names for a one-line warning: a few, then how many more (50 regions stay one line)."""
-    more = len(names) - shown
-    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
-
-
 def match_regions(content_labels: np.ndarray, style_labels: np.ndarray,
                   names: Sequence[str]) -> Regions:
     """Pair each content label with the same label in the style.
@@ -181,11 +175,11 @@ def match_regions(content_labels: np.ndarray, style_labels: np.ndarray,
     lonely_content = [names[i] for i in in_content if i not in in_style]
     lonely_style = [names[i] for i in in_style if i not in in_content]
     if lonely_content:
-        warnings.warn(f"content regions {_listed(lonely_content)} have no partner in the "
+        warnings.warn(f"content regions {brief(lonely_content)} have no partner in the "
                       "style's regions; they take the style of the whole style image",
                       stacklevel=2)
     if lonely_style:
-        warnings.warn(f"style regions {_listed(lonely_style)} have no partner in the "
+        warnings.warn(f"style regions {brief(lonely_style)} have no partner in the "
                       "content's regions; their look is not transferred", stacklevel=2)
     return Regions(content_labels, style_labels, in_content, in_style,
                    [in_style.index(i) if i in in_style else None for i in in_content])

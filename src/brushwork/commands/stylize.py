@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -17,7 +16,7 @@ from brushwork.artistic import StyleOptions, stylize_tensor
 from brushwork.cli import EXAMPLES, _floats, _names, add_optimisation_args, add_weight_args, command
 from brushwork.colour import COLOUR_MODES
 from brushwork.errors import BrushworkError
-from brushwork.optimise import Callback, Checkpoint, Interrupted, Snapshots
+from brushwork.optimise import Callback, Checkpoint, Interrupted, Snapshots, changed_settings
 from brushwork.recording import recording_callbacks
 from brushwork.runtime import pick_device
 
@@ -78,8 +77,7 @@ RUN_IDENTITY = ("content", "styles", "style", "content_mask", "style_mask", "ima
 
 def _check_resume(path: Path, saved: dict, now: dict) -> None:
     """Refuse another run's checkpoint; name the settings that changed (weights, say)."""
-    saved, now = (json.loads(json.dumps(d, default=str)) for d in (saved, now))  # tuple = list
-    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    changed = changed_settings(saved, now)
     # Keys a checkpoint lacks (written before they were recorded) cannot be held against it.
     other = [k for k in changed if k in RUN_IDENTITY and k in saved]
     if other:

@@ -24,7 +24,7 @@ from brushwork.errors import BrushworkError
 from brushwork.fast.model import FastModel, load_model
 from brushwork.fast.network import MIN_SIDE
 from brushwork.fast.stylise import Served
-from brushwork.io import atomic_write
+from brushwork.io import atomic_write, check_suffix
 
 OPSET = 18
 #: torch.onnx's exporter builds opset-18 graphs (its torchlib); asked for less, it tries a
@@ -44,9 +44,7 @@ def _cpu_net(model: FastModel | str | os.PathLike) -> torch.nn.Module:
 
 def check_export(path: str | os.PathLike, opset: int) -> None:
     """The output name and --opset, before the minute an export takes."""
-    if Path(path).suffix.lower() != ".onnx":
-        raise BrushworkError(f"{path}: an ONNX file ends in .onnx; give --onnx "
-                             f"{Path(path).with_suffix('.onnx').name} or similar")
+    check_suffix(path, ".onnx", "an ONNX file", "--onnx")
     try:
         import onnx
         import onnxscript  # noqa: F401  (the exporter's dependency; fail early and clearly)

@@ -20,7 +20,7 @@ import torch
 
 from brushwork.errors import BrushworkError
 from brushwork.fast.network import TransformerNet
-from brushwork.io import atomic_write
+from brushwork.io import atomic_write, check_suffix
 
 MODEL_KIND = "brushwork-fast-model"
 CHECKPOINT_KIND = "brushwork-fast-checkpoint"
@@ -71,10 +71,7 @@ def compact_state(net: TransformerNet) -> dict[str, torch.Tensor]:
 def check_model_path(path: str | os.PathLike) -> Path:
     """A model file name ends in .pt: said before a run, not found out after it (and an
     image named by mistake is not overwritten with a model)."""
-    if Path(path).suffix.lower() != MODEL_SUFFIX:
-        raise BrushworkError(f"{path}: a model file ends in {MODEL_SUFFIX}; give -o "
-                             f"{Path(path).with_suffix(MODEL_SUFFIX).name} or similar")
-    return Path(path)
+    return check_suffix(path, MODEL_SUFFIX, "a model file", "-o")
 
 
 def save_model(net: TransformerNet, path: str | os.PathLike, style: str,

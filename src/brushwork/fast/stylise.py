@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from brushwork import colour, io
-from brushwork.errors import BrushworkError
+from brushwork.errors import BrushworkError, brief
 from brushwork.fast.model import FastModel, load_model
 from brushwork.fast.network import STRIDE, TransformerNet
 from brushwork.fast.train import IMAGE_SUFFIXES
@@ -313,12 +313,12 @@ def stylise_folder(stylist: Stylist, folder: str | os.PathLike,
     """Every image in ``folder`` (not recursive) into ``output``, same names, batched."""
     from tqdm import tqdm
 
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    videos = [p.name for p in Path(folder).iterdir() if is_video(p)]
+    entries = sorted(Path(folder).iterdir())
+    files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
+    videos = [p.name for p in entries if is_video(p)]
     if videos:
-        warnings.warn(f"{folder}: {len(videos)} videos left out ({', '.join(sorted(videos)[:3])}"
-                      f"{', ...' if len(videos) > 3 else ''}); a folder run does images, give "
-                      "each video as the input", stacklevel=2)
+        warnings.warn(f"{folder}: {len(videos)} videos left out ({brief(videos)}); a folder "
+                      "run does images, give each video as the input", stacklevel=2)
     if not files:
         raise BrushworkError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     out_dir = Path(output)

@@ -44,6 +44,7 @@ from brushwork.fast.model import (
 from brushwork.fast.network import TransformerNet
 from brushwork.io import atomic_write, load_payload
 from brushwork.losses import content_loss, gram, style_loss, tv_loss
+from brushwork.optimise import changed_settings
 from brushwork.runtime import autocast, pick_device, resolve_precision
 from brushwork.vgg import Features, check_layers
 
@@ -378,10 +379,8 @@ class Trainer:
                                  "--channels and --residual-blocks, or start again")
         # The run's length may change (that is how a finished run is extended), and so may
         # what is written along the way; not the rest without a word.
-        now = self.o.settings()
-        free = ("steps", "minutes", "checkpoint_every", "preview_every", "val")
-        changed = sorted(k for k in set(ckpt["settings"]) | set(now)
-                         if k not in free and ckpt["settings"].get(k) != now.get(k))
+        changed = changed_settings(ckpt["settings"], self.o.settings(), free=(
+            "steps", "minutes", "checkpoint_every", "preview_every", "val"))
         if changed and self.ranks.main:
             warnings.warn(f"resuming with changed settings: {', '.join(changed)}", stacklevel=2)
         self.net.load_state_dict(ckpt["model"])
