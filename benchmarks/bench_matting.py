@@ -9,6 +9,10 @@ The solve is timed twice: with a trimap (unknown band of +-6 px around the foreg
 the photo's segmentation) and with sparse scribbles (every 16th row of the clearly inside and
 outside parts), the worst case, where the whole image is unknown.
 
+``--solve-memory`` measures the solve's peak memory per unknown pixel (random image, all
+unknown between two marked edges, each size in a fresh process: peak RSS less the process's
+after its imports) beside ``matting.solve_bytes``, the estimate `matte` refuses by.
+
 ``--upsample-to`` times ``affine_upsample`` (what ``brushwork photo --output-size`` adds to a
 run) carrying a 512 px result to each given size, with its peak of traced memory.
 """
@@ -16,6 +20,8 @@ run) carrying a 512 px result to each given size, with its peak of traced memory
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import resource
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -25,7 +31,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import binary_dilation, binary_erosion
 
-from brushwork.matting import affine_upsample, closed_form_matte, matting_laplacian
+from brushwork.matting import affine_upsample, closed_form_matte, matting_laplacian, solve_bytes
 
 PHOTO = Path(__file__).resolve().parents[2] / "shared" / "images" / "photo"
 
@@ -46,14 +52,36 @@ def best_of(repeats: int, work: Callable[[], object]) -> float:
     return min(times)
 
 
+def solve_peak(size: int) -> tuple[int, int]:
+    """Unknown pixels and the peak-RSS growth in bytes of one all-unknown solve."""
+    rng = np.random.default_rng(0)
+    image = rng.random((size, size, 3))
+    alpha, known = np.zeros((size, size)), np.zeros((size, size), dtype=bool)
+    known[:, :4] = known[:, -4:] = True
+    alpha[:, -4:] = 1.0
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    closed_form_matte(image, alpha, known)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int((~known).sum()), (after - before) * 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[256, 512])
     parser.add_argument("--solve-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--solve-memory", type=int, nargs="*", default=[],
+                        metavar="SIZE", help="e.g. 200 400 640")
     parser.add_argument("--upsample-to", type=int, nargs="*", default=[2048, 4096])
     args = parser.parse_args()
 
+    for size in args.solve_memory:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:  # a fresh peak per size
+            unknown, grown = pool.apply(solve_peak, (size,))
+        print(f"closed_form_matte memory {size}x{size}: {unknown} unknown, peak "
+              f"+{grown / 2**20:.0f} MB = {grown / unknown / 1e3:.1f} KB per unknown pixel; "
+              "solve_bytes "
+              f"{solve_bytes(unknown) / unknown / 1e3:.1f} KB")
     for size in args.sizes:
         image = load("input/in1.png", size, Image.Resampling.BILINEAR) / 255.0
         seconds = best_of(args.repeats, lambda image=image: matting_laplacian(image))

@@ -343,11 +343,11 @@ def closed_form_matte(
 
 
 def solve_bytes(unknown: int) -> int:
-    """Peak memory of the sparse solve for this many unknown pixels. Measured (random image,
-    all unknown between two marked edges, peak RSS less the interpreter's 247 MB): 4.1 KB per
-    unknown pixel at 200x200, 4.9 KB at 400x400, 5.8 KB at 640x640: about 0.6 KB more per
-    doubling, the LU factor's fill-in."""
-    return int(unknown * (4100 + 600 * max(0.0, math.log2(max(unknown, 1) / 40000))))
+    """Peak memory of the sparse solve for this many unknown pixels, a little above what
+    `python benchmarks/bench_matting.py --solve-memory 200 400 640` measures: 4.4 KB per
+    unknown pixel at 200x200, 5.2 KB at 400x400, 6.1 KB at 640x640, about 0.6 KB more per
+    doubling (the LU factor's fill-in)."""
+    return int(unknown * (4400 + 600 * max(0.0, math.log2(max(unknown, 1) / 40000))))
 
 
 def _check_solve_memory(unknown: int) -> None:
