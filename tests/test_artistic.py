@@ -142,8 +142,27 @@ def test_python_api_returns_pil_image(examples):
     (dict(init="nowhere.png"), "init"),
     (dict(preserve_colour="sepia"), "preserve-colour"),
     (dict(size=0), "too small"),
+    (dict(style_layers="relu1_1,relu2_1"), "give a list of layer names"),
+    (dict(size="64"), "size='64': give an integer"),
+    (dict(iterations="100"), "iterations='100': give an integer"),
+    (dict(style_weight="30"), "style_weight='30': give a number"),
+    (dict(lr=float("nan")), "give a finite number"),
 ])
 def test_bad_options_get_one_line_errors(bad, match):
     with pytest.raises(BrushworkError, match=match) as err:
         StyleOptions(**bad).check()
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("tensor, match", [
+    (torch.rand(32, 32, 3), "shape"),           # HWC, as numpy arrays come
+    (torch.rand(2, 3, 32, 32), "shape"),        # a batch: which one?
+    (torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8), "floats"),
+    (torch.rand(3, 32, 32) * 255, "divide it by 255"),
+    (torch.full((3, 32, 32), float("nan")), "finite"),
+])
+def test_api_tensors_of_the_wrong_kind_are_refused_not_clamped(tensor, match):
+    with pytest.raises(BrushworkError, match=match):
+        io.as_tensor(tensor)
+    good = torch.rand(3, 32, 32)
+    assert torch.equal(io.as_tensor(good), good.unsqueeze(0))

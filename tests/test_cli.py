@@ -9,6 +9,7 @@ import torch
 
 from brushwork import io
 from brushwork.cli import main
+from brushwork.fast.model import resolve
 
 FAST = ["--size", "32", "--iterations", "2", "--scales", "1", "--quiet", "--device", "cpu"]
 
@@ -50,6 +51,16 @@ def test_positional_and_older_flag_spellings_both_work(tmp_path, examples):
      "--checkpoint-minutes -1 must not be negative"),
     (["stylize", "{content}", "{style}", "-o", "{out}", "--style-layer-weights", "1,1,-1,1,1"],
      "--style-layer-weights -1 must not be negative"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--lr", "nan"], "--lr nan: give a finite"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--style-weight", "inf"],
+     "--style-weight inf: give a finite"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--seed", "99999999999999999999"],
+     "below 2**63"),
+    (["photo", "{content}", "{style}", "-o", "{out}", "--regions", "5000"],
+     "--regions 5000: use 1"),
+    (["photo", "{content}", "{style}", "-o", "{out}", "--regions", "0"], "--regions 0: use 1"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--plot", "{out}"],
+     "-o writes there too"),
 ])
 def test_bad_input_gets_one_line_and_no_output(tmp_path, examples, capsys, args, message):
     names = {"content": examples / "chelsea.jpg", "style": examples / "wave.jpg",
@@ -145,22 +156,29 @@ def test_outputs_that_cannot_be_written_fail_before_the_run(tmp_path, examples, 
     blocker.write_bytes(b"x")
     copy = tmp_path / "photo.jpg"
     copy.write_bytes((examples / "chelsea.jpg").read_bytes())
+    model = tmp_path / "mine.pt"
+    model.write_bytes(resolve("wave").read_bytes())
     cases = [
         (["stylize", content, style, "-o", f"{blocker}/out.png", *FAST], "is a file, not a"),
         (["stylize", content, style, "-o", f"{tmp_path}/o.png", "--plot", f"{tmp_path}/p.xyz",
           *FAST], "--plot writes"),
         (["stylize", content, style, "-o", f"{tmp_path}/o.png", "--record",
           f"{blocker}/r.gif", *FAST], "is a file, not a"),
-        (["fast", "wave", str(copy), "-o", str(copy), "--quiet"], "that is the input"),
+        (["fast", "wave", str(copy), "-o", str(copy), "--quiet"], "also an input (input)"),
         (["fast", "wave", str(tmp_path), "-o", str(tmp_path), "--quiet"], "that is the input"),
+        (["stylize", str(copy), style, "-o", str(copy), *FAST], "also an input (content)"),
+        (["mix", "wave", str(model), "--weight", "0.5", "-o", str(model)],
+         "also an input (second)"),
+        (["stylize", content, style, "-o", str(tmp_path), *FAST], "that is a folder"),
+        (["export", "wave", "--onnx", "."], "that is a folder"),
     ]
     before = copy.read_bytes()
     for argv, message in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, (argv, err)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "photo.jpg"]
-    assert copy.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "mine.pt", "photo.jpg"]
+    assert copy.read_bytes() == before and model.read_bytes() == resolve("wave").read_bytes()
 
 
 def test_a_folder_of_only_unreadable_images_is_an_error(tmp_path, capsys):

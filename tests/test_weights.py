@@ -78,6 +78,17 @@ def test_matconvnet_file_gives_the_same_network(tmp_path, vgg_state):
         assert torch.equal(converted[key], value), key
 
 
+@pytest.mark.parametrize("content", [b"junk", None])
+def test_a_truncated_or_foreign_mat_file_is_one_clear_error(tmp_path, content):
+    path = tmp_path / "weights.mat"
+    if content is None:
+        savemat(path, {"layers": np.zeros(3)})  # a real .mat, not MatConvNet's layout
+    else:
+        path.write_bytes(content)
+    with pytest.raises(BrushworkError, match="not a MatConvNet VGG-19 .mat file"):
+        weights.load_state_file(path)
+
+
 def test_explicit_path_and_env_var_take_precedence(tmp_path, monkeypatch, vgg_state):
     torch.save(vgg_state, tmp_path / "mine.pt")
     monkeypatch.setenv(weights.ENV_WEIGHTS, str(tmp_path / "mine.pt"))

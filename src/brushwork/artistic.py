@@ -79,6 +79,7 @@ class StyleOptions:
 
     def check(self) -> StyleOptions:
         """Validate everything before any heavy work, with one-line messages."""
+        self._check_types()
         io.check_size(self.size)
         check_layers(self.content_layers)
         check_layers(self.style_layers)
@@ -105,6 +106,28 @@ class StyleOptions:
             raise BrushworkError(f"init {self.init!r}: use content, noise, style or an "
                                  "existing image file")
         return self
+
+    def _check_types(self) -> None:
+        """The Python API has no argparse in front of it: a string where a number or a list
+        of layers belongs would otherwise fail deep in the run, or be read letter by letter."""
+        optional = ("tile", "lr")
+        for names, kind, what in ((("size", "seed", "scales", "overlap", "tile"), int,
+                                   "an integer"),
+                                  (("content_weight", "style_weight", "tv_weight",
+                                    "style_scale", "lr"), int | float, "a number")):
+            for name in names:
+                v = getattr(self, name)
+                if (v is not None or name not in optional) and (
+                        isinstance(v, bool) or not isinstance(v, kind)):
+                    raise BrushworkError(f"{name}={v!r}: give {what}")
+        counts = self.iterations if isinstance(self.iterations, tuple | list) else [self.iterations]
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in counts):
+            raise BrushworkError(f"iterations={self.iterations!r}: give an integer, or one "
+                                 "per scale as a tuple")
+        for name in ("content_layers", "style_layers"):
+            if isinstance(getattr(self, name), str):
+                raise BrushworkError(f"{name}={getattr(self, name)!r}: give a list of layer "
+                                     "names, e.g. ['relu1_1', 'relu2_1']")
 
     def settings(self) -> dict:
         """The options as plain data, for metadata and checkpoints."""

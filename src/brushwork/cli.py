@@ -9,6 +9,7 @@ pipe whose reader has gone (``| head``) ends quietly with status 141.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import warnings
@@ -134,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("default")
     warnings.formatwarning = lambda msg, *a, **k: f"brushwork: warning: {msg}\n"
     try:
+        _check_numbers(args)
         _check_outputs(args)
         code = COMMANDS[args.command][2](args)
         sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
@@ -154,13 +156,52 @@ OUTPUT_FLAGS = ("output", "composite_output", "onnx", "record", "plot", "checkpo
                 "preview_dir")
 
 
+#: The output flags that may name a folder (fast's -o takes one for a folder of images).
+FOLDER_OUTPUTS = {("fast", "output"), ("train", "preview_dir")}
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """NaN passes every range check (``nan < 0`` is false) and inf overflows later, deep in
+    the run: no flag of any command means either, so both are refused here, once."""
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list | tuple) else [value]
+        for v in values:
+            bad = (isinstance(v, float) and not math.isfinite(v)) or (
+                isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 2**63)
+            if bad:
+                raise BrushworkError(f"--{name.replace('_', '-')} {v}: give a finite number"
+                                     + (" below 2**63" if isinstance(v, int) else ""))
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
-    """An output that cannot be written fails in the first second, not after the run."""
+    """An output that cannot be written, that is a folder where a file is meant, or that is
+    one of the command's own inputs fails in the first second, not after (or by) the run."""
     from brushwork.io import check_writable
 
+    inputs = {}
+    for name, value in vars(args).items():
+        if name not in OUTPUT_FLAGS:
+            for v in value if isinstance(value, list | tuple) else [value]:
+                if isinstance(v, str) and os.path.isfile(v):
+                    inputs[os.path.realpath(v)] = name
+    written: dict[str, str] = {}
     for flag in OUTPUT_FLAGS:
-        if getattr(args, flag, None):
-            check_writable(getattr(args, flag))
+        path = getattr(args, flag, None)
+        if not path:
+            continue
+        shown = f"{'-o' if flag == 'output' else '--' + flag.replace('_', '-')} {path}"
+        if os.path.isdir(path) and (args.command, flag) not in FOLDER_OUTPUTS:
+            raise BrushworkError(f"{shown}: that is a folder; name the file to write (a "
+                                 "path inside it, or another name)")
+        if os.path.realpath(path) in inputs:
+            raise BrushworkError(f"{shown}: that is also an input "
+                                 f"({inputs[os.path.realpath(path)].replace('_', '-')}); give "
+                                 "another output name so that the input is kept")
+        if os.path.realpath(path) in written:
+            raise BrushworkError(f"{shown}: {written[os.path.realpath(path)]} writes there too; "
+                                 "give each output its own name")
+        written[os.path.realpath(path)] = shown.split()[0]
+        check_writable(path)
 
 
 def _version() -> str:

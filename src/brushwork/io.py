@@ -94,6 +94,8 @@ def resize_to(img: Image.Image, size: int | None) -> Image.Image:
         return img
     check_size(size)
     w, h = img.size
+    if not w or not h:
+        raise BrushworkError(f"the image is empty ({w}x{h} pixels)")
     scale = size / max(w, h)
     new = (max(1, round(w * scale)), max(1, round(h * scale)))
     return img if new == img.size else img.resize(new, Image.Resampling.LANCZOS)
@@ -123,6 +125,12 @@ def as_tensor(image: str | os.PathLike | Image.Image | torch.Tensor,
     """Accept a path, a Pillow image or a tensor, so the Python API takes whatever is at hand."""
     if isinstance(image, torch.Tensor):
         t = image if image.dim() == 4 else image.unsqueeze(0)
+        if t.dim() != 4 or t.shape[:2] != (1, 3) or not t.is_floating_point():
+            raise BrushworkError(f"a tensor of shape {tuple(image.shape)} and {image.dtype}: "
+                                 "give an RGB image as floats, shape (3, H, W) or (1, 3, H, W)")
+        if not torch.isfinite(t).all() or t.min() < -0.01 or t.max() > 1.01:
+            raise BrushworkError("tensor values must be finite and in 0..1 (a 0..255 image: "
+                                 "divide it by 255)")
         if size is not None:
             return pil_to_tensor(resize_to(tensor_to_pil(t), size))
         return t.float()

@@ -332,12 +332,16 @@ def closed_form_matte(
     # The system is symmetric positive definite (L is PSD, and lam D pins the constant
     # vector), so LU needs no pivoting and a symmetric minimum-degree ordering: roughly 5x
     # faster than spsolve's default for a whole-image unknown region.
-    factor = splu(
-        system.tocsc(),
-        permc_spec="MMD_AT_PLUS_A",
-        diag_pivot_thresh=0.0,
-        options={"SymmetricMode": True},
-    )
+    try:
+        factor = splu(
+            system.tocsc(),
+            permc_spec="MMD_AT_PLUS_A",
+            diag_pivot_thresh=0.0,
+            options={"SymmetricMode": True},
+        )
+    except MemoryError:  # SuperLU's own limits can end a solve that free memory would allow
+        raise BrushworkError(f"{int((~known).sum())} unknown pixels are more than the sparse "
+                             f"solve could factor; {_SMALLER}") from None
     alpha[active] = factor.solve(lam * target_flat[active])
     return np.clip(alpha.reshape(shape), 0.0, 1.0)
 
@@ -350,13 +354,15 @@ def solve_bytes(unknown: int) -> int:
     return int(unknown * (4400 + 600 * max(0.0, math.log2(max(unknown, 1) / 40000))))
 
 
+_SMALLER = "downscale the image and its marks, or narrow the unknown (grey) band"
+
+
 def _check_solve_memory(unknown: int) -> None:
     """Refuse a solve that would exhaust memory (the OS would kill it without a word)."""
     need, free = solve_bytes(unknown), available_memory(torch.device("cpu"))
     if need > free:
         raise BrushworkError(f"{unknown} unknown pixels need about {need / 2**30:.0f} GiB "
-                             f"for the solve, {free / 2**30:.0f} GiB free; downscale the "
-                             "image and its marks, or narrow the unknown (grey) band")
+                             f"for the solve, {free / 2**30:.0f} GiB free; {_SMALLER}")
 
 
 def _box(array: np.ndarray, radius: int) -> np.ndarray:

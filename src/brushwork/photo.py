@@ -12,6 +12,7 @@ files, for the ``brushwork matte`` command.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -202,6 +203,11 @@ def _kmeans(points: torch.Tensor, k: int, seed: int, steps: int = 50) -> torch.T
     return centres
 
 
+#: More automatic regions than this find nothing new (regions under about 1/20 of the image
+#: are absorbed, see auto_labels) and cost time: k-means over every feature position.
+MAX_REGIONS = 20
+
+
 def auto_labels(content: torch.Tensor, style: torch.Tensor, regions: int, net: Features,
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Corresponding label maps for two images by clustering their VGG features jointly.
@@ -348,10 +354,15 @@ class PhotoOptions(StyleOptions):
 
     def check(self) -> PhotoOptions:
         super().check()
+        for name in ("matting_weight", "matting_eps", "smooth_eps"):
+            if not math.isfinite(getattr(self, name)):  # NaN passes the comparisons below
+                raise BrushworkError(f"--{name.replace('_', '-')} {getattr(self, name)}: "
+                                     "give a finite number")
         if self.matting_weight < 0 or self.matting_iterations < 0:
             raise BrushworkError("matting-weight and matting-iterations must not be negative")
-        if self.regions < 1:
-            raise BrushworkError("regions must be at least 1 (1 = no automatic segmentation)")
+        if not 1 <= self.regions <= MAX_REGIONS:
+            raise BrushworkError(f"--regions {self.regions}: use 1 (no automatic segmentation) "
+                                 f"to {MAX_REGIONS}; for finer regions give label images")
         if self.smooth_radius < 1 or self.smooth_eps <= 0:
             raise BrushworkError("smooth-radius must be at least 1 and smooth-eps above 0")
         if self.output_size is not None and io.check_size(self.output_size, "--output-size") \

@@ -103,24 +103,25 @@ def convert_matconvnet(path: Path) -> dict[str, torch.Tensor]:
     axes are swapped and conv1_1's input channels reversed to match the Keras file.
     """
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
-    try:
-        data = loadmat(str(path))
-        layers = data["layers"][0]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BrushworkError(f"{path}: not a MatConvNet VGG-19 .mat file ({exc})") from None
     state: dict[str, torch.Tensor] = {}
-    for layer in layers:
-        entry = layer[0, 0]
-        name = str(entry["name"][0])
-        if name not in CONV_SHAPES:
-            continue
-        kernel, bias = entry["weights"][0]
-        w = np.asarray(kernel, dtype=np.float32).transpose(3, 2, 1, 0)  # out, in, h, w
-        if name == "conv1_1":
-            w = w[:, ::-1]
-        state[f"{name}.weight"] = torch.from_numpy(w.copy())
-        state[f"{name}.bias"] = torch.from_numpy(np.asarray(bias, np.float32).reshape(-1).copy())
+    try:  # a .mat of another layout fails on indexing
+        for layer in loadmat(str(path))["layers"][0]:
+            entry = layer[0, 0]
+            name = str(entry["name"][0])
+            if name not in CONV_SHAPES:
+                continue
+            kernel, bias = entry["weights"][0]
+            w = np.asarray(kernel, dtype=np.float32).transpose(3, 2, 1, 0)  # out, in, h, w
+            if name == "conv1_1":
+                w = w[:, ::-1]
+            state[f"{name}.weight"] = torch.from_numpy(w.copy())
+            state[f"{name}.bias"] = torch.from_numpy(
+                np.asarray(bias, np.float32).reshape(-1).copy())
+    except (MatReadError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise BrushworkError(f"{path}: not a MatConvNet VGG-19 .mat file ({exc}); use "
+                             "imagenet-vgg-verydeep-19.mat, or `brushwork weights fetch`") from None
     return _check_state(state, str(path))
 
 
