@@ -226,7 +226,7 @@ def test_resume_takes_its_own_checkpoint_quietly_and_refuses_another_runs(tmp_pa
     Checkpoint(io.load_image(out), 0, 1, {**settings, "content": "other.jpg"}).save(ckpt)
     assert main([*argv, "--resume"]) == 2
     err = capsys.readouterr().err
-    assert "a checkpoint of another run (its content differ)" in err
+    assert "a checkpoint of another run (differing: content)" in err
     Checkpoint(io.load_image(out), 0, 1, {**settings, "style_weight": 1.0}).save(ckpt)
     with pytest.warns(UserWarning, match="resuming with changed settings: style_weight"):
         assert main([*argv, "--resume"]) == 0

@@ -195,7 +195,7 @@ def feature_grid(image: ImageLike, layers: Sequence[str] = BLOCK_LAYERS, count: 
     that channel's strongest responses outlined, then those patches, strongest first.
     """
     if count < 1:
-        raise BrushworkError("count must be at least 1")
+        raise BrushworkError(f"--count {count} must be at least 1")
     io.check_size(tile, "--tile")
     x = io.as_tensor(image, size)
     w, h = tile_size(x, tile)

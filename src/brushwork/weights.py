@@ -128,7 +128,8 @@ def convert_matconvnet(path: Path) -> dict[str, torch.Tensor]:
 def load_state_file(path: Path) -> dict[str, torch.Tensor]:
     """Load any accepted weights file: a converted .pt, the Keras .h5 (md5-checked), a .mat."""
     if not path.is_file():
-        raise BrushworkError(f"{path}: weights file not found; run `brushwork weights fetch`")
+        what = "is a folder, not a weights file" if path.is_dir() else "weights file not found"
+        raise BrushworkError(f"{path}: {what}; run `brushwork weights fetch`")
     suffix = path.suffix.lower()
     if suffix == ".h5":
         digest = md5sum(path)

@@ -81,9 +81,9 @@ def _check_resume(path: Path, saved: dict, now: dict) -> None:
     # Keys a checkpoint lacks (written before they were recorded) cannot be held against it.
     other = [k for k in changed if k in RUN_IDENTITY and k in saved]
     if other:
-        raise BrushworkError(f"{path}: a checkpoint of another run (its {', '.join(other)} "
-                             "differ); resume with the same inputs, --size and --scales, or "
-                             "run without --resume")
+        raise BrushworkError(f"{path}: a checkpoint of another run (differing: "
+                             f"{', '.join(other)}); resume with the same inputs, --size and "
+                             "--scales, or run without --resume")
     if changed:
         warnings.warn(f"resuming with changed settings: {', '.join(changed)}", stacklevel=2)
 
