@@ -260,3 +260,17 @@ def test_a_solve_too_large_for_memory_is_refused_with_its_estimate(monkeypatch) 
     with pytest.raises(BrushworkError, match=f"{unknown} unknown pixels need about"):
         closed_form_matte(image, constraints, known)
     assert solve_bytes(160_000) > 4 * solve_bytes(40_000)  # fill-in: more than linear
+
+
+def test_marks_of_other_proportions_are_refused_and_smaller_ones_resized() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.random((24, 36, 3))
+    alpha = np.zeros((24, 36))
+    alpha[:, 24:] = 1.0
+    known = np.ones((24, 36))
+    known[:, 12:24] = 0.0
+    with pytest.raises(BrushworkError, match="other proportions"):
+        closed_form_matte(image, alpha.T, known.T)  # turned: would mark the wrong pixels
+    with pytest.warns(UserWarning, match="resizing it to match"):
+        half = closed_form_matte(image, alpha[::2, ::2], known[::2, ::2])
+    assert half.shape == (24, 36) and half[:, :10].max() < 0.5 < half[:, 26:].min()

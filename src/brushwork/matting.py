@@ -51,9 +51,15 @@ def resize_array(array: np.ndarray, shape: tuple[int, int], what: str, nearest: 
     """Resize a 2-D or (H, W, C) array to ``shape`` with a warning, or return it untouched.
 
     Nearest-neighbour keeps trimap and scribble labels crisp; bilinear suits colour images.
+    Labels (``nearest``) of other proportions are refused: a transposed or cropped mask
+    stretched onto the image would mark the wrong pixels without a word.
     """
     if array.shape[:2] == tuple(shape):
         return array
+    (h, w), (th, tw) = array.shape[:2], shape
+    if nearest and abs((tw / w) / (th / h) - 1) > 0.02 + 1 / min(h, w):
+        raise BrushworkError(f"{what} is {w}x{h} but the image is {tw}x{th}, of other "
+                             "proportions (turned or cropped?); give one of the image's shape")
     warnings.warn(
         f"{what} is {array.shape[1]}x{array.shape[0]} but the image is {shape[1]}x{shape[0]}; "
         "resizing it to match",
