@@ -30,10 +30,11 @@ from brushwork.fast.stylise import FastOptions, Stylist
 from brushwork.fast.train import readable_images, style_path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scorer import score  # noqa: E402
+from scorer import STYLE_LAYERS, score  # noqa: E402
 
-#: The scorer's figures compared: style and content are the goals, detail is for information.
-MEASURES = ("style", "content", "detail")
+#: The scorer's figures compared: style and content are the goals, detail is for information;
+#: the style distance per layer shows where a network falls short.
+MEASURES = ("style", "content", "detail", *(f"style_{layer}" for layer in STYLE_LAYERS))
 
 
 def optimise(content: torch.Tensor, style: torch.Tensor, style_name: str, photo_name: str,
@@ -99,7 +100,9 @@ def main() -> None:
     for name, m in summary.items():
         print(f"{name:<14} " + "   ".join(
             f"{m['fast_' + k]:.3f} / {m['opt_' + k]:.3f} ({m['fast_' + k] / m['opt_' + k]:.2f})"
-            for k in MEASURES))
+            for k in MEASURES[:3]))
+        print(f"{'':<14} style per layer, fast / opt: " + "  ".join(
+            f"{k[6:]} {m['fast_' + k]:.3f} / {m['opt_' + k]:.3f}" for k in MEASURES[3:]))
 
 
 if __name__ == "__main__":
