@@ -160,12 +160,16 @@ OUTPUT_FLAGS = ("output", "composite_output", "onnx", "record", "plot", "checkpo
 FOLDER_OUTPUTS = {("fast", "output"), ("train", "preview_dir")}
 
 
+def _values(value: object) -> list:
+    """A flag's value as a list: the items of a list-valued flag, else the value alone."""
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 def _check_numbers(args: argparse.Namespace) -> None:
     """NaN passes every range check (``nan < 0`` is false) and inf overflows later, deep in
     the run: no flag of any command means either, so both are refused here, once."""
     for name, value in vars(args).items():
-        values = value if isinstance(value, list | tuple) else [value]
-        for v in values:
+        for v in _values(value):
             bad = (isinstance(v, float) and not math.isfinite(v)) or (
                 isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 2**63)
             if bad:
@@ -178,29 +182,27 @@ def _check_outputs(args: argparse.Namespace) -> None:
     one of the command's own inputs fails in the first second, not after (or by) the run."""
     from brushwork.io import check_writable
 
-    inputs = {}
-    for name, value in vars(args).items():
-        if name not in OUTPUT_FLAGS:
-            for v in value if isinstance(value, list | tuple) else [value]:
-                if isinstance(v, str) and os.path.isfile(v):
-                    inputs[os.path.realpath(v)] = name
+    inputs = {os.path.realpath(v): name for name, value in vars(args).items()
+              if name not in OUTPUT_FLAGS for v in _values(value)
+              if isinstance(v, str) and os.path.isfile(v)}
     written: dict[str, str] = {}
     for flag in OUTPUT_FLAGS:
         path = getattr(args, flag, None)
         if not path:
             continue
-        shown = f"{'-o' if flag == 'output' else '--' + flag.replace('_', '-')} {path}"
+        real, spelled = os.path.realpath(path), "-o" if flag == "output" else \
+            "--" + flag.replace("_", "-")
         if os.path.isdir(path) and (args.command, flag) not in FOLDER_OUTPUTS:
-            raise BrushworkError(f"{shown}: that is a folder; name the file to write (a "
-                                 "path inside it, or another name)")
-        if os.path.realpath(path) in inputs:
-            raise BrushworkError(f"{shown}: that is also an input "
-                                 f"({inputs[os.path.realpath(path)].replace('_', '-')}); give "
-                                 "another output name so that the input is kept")
-        if os.path.realpath(path) in written:
-            raise BrushworkError(f"{shown}: {written[os.path.realpath(path)]} writes there too; "
-                                 "give each output its own name")
-        written[os.path.realpath(path)] = shown.split()[0]
+            raise BrushworkError(f"{spelled} {path}: that is a folder; name the file to write "
+                                 "(a path inside it, or another name)")
+        if real in inputs:
+            raise BrushworkError(f"{spelled} {path}: that is also an input "
+                                 f"({inputs[real].replace('_', '-')}); give another output "
+                                 "name so that the input is kept")
+        if real in written:
+            raise BrushworkError(f"{spelled} {path}: {written[real]} writes there too; give "
+                                 "each output its own name")
+        written[real] = spelled
         check_writable(path)
 
 

@@ -328,7 +328,8 @@ def closed_form_matte(
         )
         return np.clip(target, 0.0, 1.0)
 
-    _check_solve_memory(int((~known).sum()))
+    unknown = int((~known).sum())
+    _check_solve_memory(unknown)
     laplacian = matting_laplacian(img, eps=eps, mask=~known)
     active = np.diff(laplacian.indptr) > 0
     known_flat = known.ravel()[active]
@@ -346,7 +347,7 @@ def closed_form_matte(
             options={"SymmetricMode": True},
         )
     except MemoryError:  # SuperLU's own limits can end a solve that free memory would allow
-        raise BrushworkError(f"{int((~known).sum())} unknown pixels are more than the sparse "
+        raise BrushworkError(f"{unknown} unknown pixels are more than the sparse "
                              f"solve could factor; {_SMALLER}") from None
     alpha[active] = factor.solve(lam * target_flat[active])
     return np.clip(alpha.reshape(shape), 0.0, 1.0)

@@ -98,11 +98,16 @@ class Interrupted(Exception):
         self.checkpoint = checkpoint
 
 
+def require_finite(flag: str, value: float) -> None:
+    """NaN passes every comparison (``nan < 0`` is false), so ranges are checked after this."""
+    if not math.isfinite(value):
+        raise BrushworkError(f"--{flag.replace('_', '-')} {value}: give a finite number")
+
+
 def require(flag: str, value: float, least: float, above: bool = False, hint: str = "") -> None:
     """The one-line error for a setting below its least value (``above``: at it, too), so
     that every options check words it alike: "--lr -1 must be above 0, e.g. 0.02"."""
-    if not math.isfinite(value):
-        raise BrushworkError(f"--{flag.replace('_', '-')} {value}: give a finite number")
+    require_finite(flag, value)
     if value < least or (above and value == least):
         need = "not be negative" if least == 0 and not above else \
             f"be {'above' if above else 'at least'} {least:g}"

@@ -12,7 +12,6 @@ files, for the ``brushwork matte`` command.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -49,7 +48,7 @@ from brushwork.matting import (
     scribble_constraints,
     trimap_constraints,
 )
-from brushwork.optimise import Callback, Checkpoint, Scale, pyramid, resize, run
+from brushwork.optimise import Callback, Checkpoint, Scale, pyramid, require_finite, resize, run
 from brushwork.runtime import autocast, pick_device, resolve_precision
 from brushwork.vgg import Features, layer_shape_factor
 
@@ -355,9 +354,7 @@ class PhotoOptions(StyleOptions):
     def check(self) -> PhotoOptions:
         super().check()
         for name in ("matting_weight", "matting_eps", "smooth_eps"):
-            if not math.isfinite(getattr(self, name)):  # NaN passes the comparisons below
-                raise BrushworkError(f"--{name.replace('_', '-')} {getattr(self, name)}: "
-                                     "give a finite number")
+            require_finite(name, getattr(self, name))
         if self.matting_weight < 0 or self.matting_iterations < 0:
             raise BrushworkError("matting-weight and matting-iterations must not be negative")
         if not 1 <= self.regions <= MAX_REGIONS:
