@@ -114,9 +114,28 @@ def test_a_checkpoint_is_also_written_when_minutes_pass_between_due_steps(pair, 
     options = StyleOptions(**dict(SMALL, iterations=3))
     timely = Snapshots(tmp_path / "timely.png", {}, checkpoint_every=1000, checkpoint_minutes=1e-9)
     by_steps = Snapshots(tmp_path / "steps.png", {}, checkpoint_every=1000)
-    stylize_tensor(content, [style], options, [timely, by_steps], progress=False)
-    assert Checkpoint.load(tmp_path / "timely.png.ckpt").iteration == 3
-    assert not (tmp_path / "steps.png.ckpt").exists()
+    seen = {}
+
+    def look(step) -> None:  # after both snapshots of step 2, before the run's last step
+        if step.done == 2:
+            seen["timely"] = Checkpoint.load(tmp_path / "timely.png.ckpt").iteration
+            seen["by steps"] = (tmp_path / "steps.png.ckpt").exists()
+
+    stylize_tensor(content, [style], options, [timely, by_steps, look], progress=False)
+    assert seen == {"timely": 2, "by steps": False}
+
+
+def test_the_finished_optimisation_is_checkpointed_and_resumes_without_steps(pair, tmp_path):
+    content, style = pair
+    options = StyleOptions(**dict(SMALL, iterations=3))
+    out = stylize_tensor(content, [style], options,
+                         [Snapshots(tmp_path / "o.png", {}, checkpoint_every=1000)], progress=False)
+    done = Checkpoint.load(tmp_path / "o.png.ckpt")  # before any later stage can be cut short
+    assert (done.scale, done.iteration) == (1, 0) and torch.equal(done.image, out.cpu())
+    steps = []
+    again = stylize_tensor(content, [style], options, [steps.append], resume=done,
+                           progress=False)
+    assert steps == [] and torch.equal(again.cpu(), out.cpu())
 
 
 def test_pyramid_runs_coarse_to_fine(pair):

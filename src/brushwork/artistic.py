@@ -156,13 +156,14 @@ def blend_weights(count: int, blend: Sequence[float] | None) -> list[float]:
 class ArtisticLoss(torch.nn.Module):
     """content + style + tv for one scale (or one tile of it), with fixed targets.
 
-    For a tile, ``context`` holds per layer the Gram sum and position count of the rest of
-    the image, so the style term compares the *image-wide* Gram with the target.
+    For a tile, ``context`` holds per layer what its own Gram is added to
+    (``tiling.TiledStyle.context``), so the style term compares the *image-wide* Gram with
+    the target.
     """
 
     def __init__(self, net: Features, options: StyleOptions, content: torch.Tensor,
                  style_grams: dict[str, torch.Tensor], dtype: torch.dtype,
-                 context: dict[str, tuple[torch.Tensor, float]] | None = None,
+                 context: dict[str, torch.Tensor] | None = None,
                  own_mask: torch.Tensor | None = None) -> None:
         super().__init__()
         self.net, self.options, self.dtype = net, options, dtype
@@ -179,12 +180,10 @@ class ArtisticLoss(torch.nn.Module):
         if self.context is None:
             return style_loss(gram(features), target)
         mask = F.adaptive_avg_pool2d(self.own_mask, features.shape[-2:])
-        rest, count = self.context[name]
-        own = mask.sum()
-        # Content and tv are means over the tile, not over the whole image: scaling the
-        # style term by count / tile positions keeps the balance of an untiled run.
-        return style_loss((gram(features, mask) * own + rest) / count, target) \
-            * (count / mask.numel())
+        # Content and tv are means over the tile: weighing the style term by the tile's owned
+        # share of its positions gives its pixels the gradient of an untiled run.
+        return style_loss(gram(features, mask) + self.context[name], target) \
+            * (mask.sum() / mask.numel())
 
     def style_term(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         """Layer-weighted Gram losses against the targets (photo.PhotoLoss masks them)."""
@@ -239,6 +238,33 @@ def styles_at(styles: Sequence[torch.Tensor], scale: Scale, factor: float) -> li
     return out
 
 
+#: Float copies of a style image alive while it is resized for a scale (the loaded image,
+#: the resized one, the resampler's intermediate); its VGG pass is tiled to fit anyway.
+STYLE_COPIES = 3
+
+
+def style_bytes(pixels: float) -> float:
+    """Memory of a style image of ``pixels`` pixels while it is brought to a scale."""
+    return pixels * 3 * 4 * STYLE_COPIES
+
+
+def check_styles_fit(styles: Sequence[torch.Tensor], scales: Sequence[Scale], factor: float,
+                     budget: int) -> None:
+    """Refuse, before any work, a --style-scale that makes a style image larger than
+    brushwork handles or than free memory (the kernel would kill the run instead)."""
+    area = max(s.height * s.width for s in scales) * factor ** 2
+    for style in styles:
+        h, w = style.shape[-2:]
+        k = (area / (h * w)) ** 0.5
+        side = round(max(h, w) * k)
+        if side > io.MAX_SIZE or style_bytes(area) > budget:
+            raise BrushworkError(
+                f"--style-scale {factor:g} makes the style image {round(w * k)}x{round(h * k)} "
+                f"px at the largest scale, {style_bytes(area) / 2**30:.1f} GB to prepare "
+                f"({budget / 2**30:.1f} GB free, at most {io.MAX_SIZE} px a side); lower "
+                "--style-scale or --size")
+
+
 def initial_image(options: StyleOptions, content: torch.Tensor,
                   styles: Sequence[torch.Tensor]) -> torch.Tensor:
     """The starting image at full size (the pyramid resizes it down for the first scale)."""
@@ -280,6 +306,7 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
 
     per_pixel = bytes_per_pixel(list(net.layers), dtype)
     budget = available_memory(device)  # once: later scales would see our own freed buffers
+    check_styles_fit(styles, scales, options.style_scale, budget)
 
     def targets(scale: Scale) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         grams = style_grams(net, styles_at(styles, scale, options.style_scale), blend,

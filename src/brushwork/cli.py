@@ -1,9 +1,10 @@
 """The `brushwork` command: argument parsing only; every command calls into the modules.
 
 Errors the user can fix arrive as ``BrushworkError`` and are printed as one line
-(``brushwork: ...``) with exit status 2, as are argparse's own (``Parser``); Ctrl-C during
-a run saves the image so far and a checkpoint, and exits with status 130; output into a
-pipe whose reader has gone (``| head``) ends quietly with status 141.
+(``brushwork: ...``) with exit status 2, as are argparse's own (``Parser``); Ctrl-C, SIGTERM
+or SIGHUP during a run saves the image so far and a checkpoint, and exits with status 128
+plus the signal's number (130 for Ctrl-C); output into a pipe whose reader has gone
+(``| head``) ends quietly with status 141.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from brushwork import signals
 from brushwork.errors import BrushworkError
 
 EXAMPLES = Path(__file__).parent / "examples"
@@ -135,9 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("default")
     warnings.formatwarning = lambda msg, *a, **k: f"brushwork: warning: {msg}\n"
     try:
-        _check_numbers(args)
-        _check_outputs(args)
-        code = COMMANDS[args.command][2](args)
+        with signals.ending_as_interrupt():
+            _check_numbers(args)
+            _check_outputs(args)
+            code = COMMANDS[args.command][2](args)
         sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
         return code
     except BrokenPipeError:  # the reader went away (`brushwork models | head -1`): fine
@@ -146,9 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrushworkError as exc:
         print(f"brushwork: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("brushwork: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", signal.SIGINT)
 
 
 #: Every flag, in any command, that names a file or folder the command will write.
@@ -180,7 +184,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
 def _check_outputs(args: argparse.Namespace) -> None:
     """An output that cannot be written, that is a folder where a file is meant, or that is
     one of the command's own inputs fails in the first second, not after (or by) the run."""
-    from brushwork.io import check_writable
+    from brushwork.io import check_replaceable, check_writable
 
     inputs = {os.path.realpath(v): name for name, value in vars(args).items()
               if name not in OUTPUT_FLAGS for v in _values(value)
@@ -204,6 +208,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
                                  "each output its own name")
         written[real] = spelled
         check_writable(path)
+        check_replaceable(path, spelled)
 
 
 def _version() -> str:

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import warnings
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -158,13 +159,43 @@ def check_writable(path: str | os.PathLike) -> None:
                              "choose another output path") from None
 
 
+#: Temporary files are named ``.brushwork-PID-XXXXXXXX.SUFFIX``: short, so that an output
+#: name near the file system's limit still has room for one, and carrying the writer's
+#: process id, so that one left by a killed process (SIGKILL allows no cleanup) is swept
+#: away by the next write into that folder.
+TEMP_PREFIX = ".brushwork-"
+#: The longest addition to an output's name among the files written beside it
+#: (``OUT.partial.png``, ``OUT.png.ckpt``, ``OUT_00025.png``).
+SIDE_NAME_ROOM = len(".partial")
+
+
+def _sweep_stale(folder: Path) -> None:
+    """Remove temporary files whose writing process no longer exists."""
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(TEMP_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            (folder / name).unlink(missing_ok=True)
+        except OSError:
+            pass  # alive under another user, or unknowable: leave it
+
+
 def atomic_write(path: str | os.PathLike, write, suffix: str | None = None) -> Path:
-    """Call ``write(tmp_path)`` then rename into place, so a crash never leaves half a file."""
+    """Call ``write(tmp_path)`` then rename into place, so a crash never leaves half a file;
+    whatever ends the write (an error, Ctrl-C, a signal made into one) removes the temp."""
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+        _sweep_stale(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{os.getpid()}-",
                                    suffix=suffix or path.suffix)
         os.close(fd)
         write(tmp)
@@ -181,6 +212,33 @@ def atomic_write(path: str | os.PathLike, write, suffix: str | None = None) -> P
                                  "choose another output path or free some space") from None
         raise
     return path
+
+
+def check_replaceable(path: str | os.PathLike, flag: str) -> None:
+    """An output name that leaves no room for the files written beside it, or an existing
+    file that cannot be replaced, fails before the run rather than at its end."""
+    path = Path(path).expanduser().absolute()
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    room = limit - SIDE_NAME_ROOM
+    if len(path.name.encode()) > room:
+        raise BrushworkError(f"{flag} {path.name[:40]}...: the name is "
+                             f"{len(path.name.encode())} bytes; give one of at most {room} "
+                             f"(the file system allows {limit}, and brushwork writes files "
+                             "such as NAME.ckpt beside it)")
+    if path.exists() and not path.is_dir():
+        if not path.is_file():
+            raise BrushworkError(f"{flag} {path}: that is not a regular file; "
+                                 "choose another output path")
+        if not os.access(path, os.W_OK):
+            raise BrushworkError(f"{flag} {path}: the existing file is read-only or immutable "
+                                 "and cannot be replaced; make it writable or choose another "
+                                 "output path")
 
 
 def check_suffix(path: str | os.PathLike, suffix: str, what: str, flag: str) -> Path:
@@ -225,6 +283,15 @@ def read_metadata(path: str | os.PathLike) -> dict:
     with Image.open(path) as img:
         text = getattr(img, "text", {}).get("brushwork")
     return json.loads(text) if text else {}
+
+
+def save_payload(path: str | os.PathLike, payload: dict) -> Path:
+    """``torch.save`` a dictionary atomically. It is serialised in memory first: torch's
+    own file writer reports a full disk as a bare RuntimeError, Python's file as OSError,
+    which becomes the usual one-line error."""
+    buffer = BytesIO()
+    torch.save(payload, buffer)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getbuffer()))
 
 
 def load_payload(path: str | os.PathLike, kind: str, what: str) -> dict:

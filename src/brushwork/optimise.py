@@ -17,7 +17,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from brushwork.errors import BrushworkError
-from brushwork.io import atomic_write, load_payload
+from brushwork.io import load_payload, save_payload
 from brushwork.tiling import TiledProblem
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -56,29 +56,80 @@ class Step:
     total: int
     losses: dict[str, float]
     image: torch.Tensor
+    schedule: Sequence[Scale] = ()
 
 
 Callback = Callable[[Step], None]
 
 
+def schedule_of(scales: Sequence[Scale]) -> list[list]:
+    """The schedule as a checkpoint stores it: every field of every scale (height, width,
+    steps, and whatever a procedure's own kind of scale adds, such as photo's stage)."""
+    return [list(astuple(s)) for s in scales]
+
+
 @dataclass
 class Checkpoint:
-    """Enough to resume a run: the image, where in the schedule it was, and the settings."""
+    """Enough to resume a run: the image, where in the schedule it was, the schedule and
+    the settings. ``scale == len(schedule)`` marks a finished optimisation, whose later
+    stages (smoothing, enlargement, the save) are all that a resume still does."""
 
     image: torch.Tensor
     scale: int
     iteration: int
     settings: dict = field(default_factory=dict)
+    schedule: list[list] = field(default_factory=list)
 
     def save(self, path: str | os.PathLike) -> Path:
         payload = {"kind": "brushwork-checkpoint", "image": self.image.detach().cpu(),
-                   "scale": self.scale, "iteration": self.iteration, "settings": self.settings}
-        return atomic_write(path, lambda p: torch.save(payload, p))
+                   "scale": self.scale, "iteration": self.iteration, "settings": self.settings,
+                   "schedule": self.schedule}
+        return save_payload(path, payload)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Checkpoint:
         payload = load_payload(path, "brushwork-checkpoint", "checkpoint")
-        return cls(payload["image"], payload["scale"], payload["iteration"], payload["settings"])
+        image, scale, iteration = (payload.get(k) for k in ("image", "scale", "iteration"))
+        settings, schedule = payload.get("settings", {}), payload.get("schedule", [])
+        sound = (isinstance(image, torch.Tensor) and image.dim() == 4
+                 and tuple(image.shape[:2]) == (1, 3) and image.is_floating_point()
+                 and isinstance(scale, int) and isinstance(iteration, int)
+                 and scale >= 0 and iteration >= 0 and isinstance(settings, dict)
+                 and isinstance(schedule, list))
+        if sound:
+            sound = bool(torch.isfinite(image).all()) and -0.01 <= float(image.min()) \
+                and float(image.max()) <= 1.01
+        if not sound:
+            raise BrushworkError(f"{path}: the checkpoint is damaged (its image or position "
+                                 "is not what a run writes); delete it and run without "
+                                 "--resume")
+        return cls(image.float().clamp(0, 1), scale, iteration, settings, schedule)
+
+    def check_against(self, scales: Sequence[Scale]) -> None:
+        """Refuse a checkpoint of another schedule (a changed --matting-iterations, say)
+        or whose image is not the size of the scale it claims: resuming it would write a
+        wrong result with a success status."""
+        now = schedule_of(scales)
+        if self.schedule and self.schedule != now:
+            raise BrushworkError("the checkpoint was made for another schedule (scales and "
+                                 f"steps {self.schedule}, now {now}); resume with the same "
+                                 "--iterations, --scales and --size, or run without --resume")
+        if self.scale > len(scales) or (self.scale < len(scales)
+                                        and self.iteration > scales[self.scale].iterations):
+            raise BrushworkError(f"the checkpoint is at scale {self.scale + 1}, step "
+                                 f"{self.iteration}, past this run's schedule; run without "
+                                 "--resume")
+        at = scales[min(self.scale, len(scales) - 1)]
+        # Within a scale the image has that scale's size; at its step 0 (a checkpoint made
+        # between scales) it may still have the previous one's.
+        sizes = {(at.height, at.width)}
+        if self.iteration == 0 and 0 < self.scale < len(scales):
+            sizes.add((scales[self.scale - 1].height, scales[self.scale - 1].width))
+        if tuple(self.image.shape[-2:]) not in sizes:
+            raise BrushworkError(f"the checkpoint's image is {self.image.shape[-1]}x"
+                                 f"{self.image.shape[-2]} px, not the {at.width}x{at.height} "
+                                 "of its place in the schedule; delete it and run without "
+                                 "--resume")
 
 
 def changed_settings(saved: dict, now: dict, free: Sequence[str] = ()) -> list[str]:
@@ -90,12 +141,16 @@ def changed_settings(saved: dict, now: dict, free: Sequence[str] = ()) -> list[s
 
 
 class Interrupted(Exception):
-    """Ctrl-C during a run: carries the best image so far and a checkpoint to resume."""
+    """Ctrl-C (or a termination signal made into one) during a run: carries the best image
+    so far, a checkpoint to resume, and the signal's number and name."""
 
-    def __init__(self, image: torch.Tensor, checkpoint: Checkpoint) -> None:
+    def __init__(self, image: torch.Tensor, checkpoint: Checkpoint, signum: int = 2,
+                 reason: str = "SIGINT") -> None:
         super().__init__("interrupted")
         self.image = image
         self.checkpoint = checkpoint
+        self.signum = signum
+        self.reason = reason
 
 
 def require_finite(flag: str, value: float) -> None:
@@ -217,6 +272,8 @@ def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], Los
     ``tiled_for``, a scale that runs out of GPU memory is retried in ever smaller tiles.
     """
     total = sum(s.iterations for s in scales)
+    if resume is not None:
+        resume.check_against(scales)
     first_scale, first_iter = (resume.scale, resume.iteration) if resume else (0, 0)
     image = resume.image.to(init.device) if resume else init
     bar = tqdm(total=total, unit="it", disable=not progress or None, dynamic_ncols=True,
@@ -237,7 +294,7 @@ def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], Los
                 state.update(iteration=it, image=x)
                 bar.update(base + it - bar.n)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
-                step = Step(index, len(scales), it, base + it, total, losses, x)
+                step = Step(index, len(scales), it, base + it, total, losses, x, scales)
                 for cb in callbacks:
                     cb(step)
 
@@ -262,11 +319,13 @@ def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], Los
                                   f"continuing in tiles of {tile} px", stacklevel=2)
                     problem = tiled_for(scale, tile)
                     image = state["image"]
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         bar.close()
         ckpt = Checkpoint(state["image"].detach().cpu(), state["scale"], state["iteration"],
-                          settings or {})
-        raise Interrupted(state["image"].detach().cpu(), ckpt) from None
+                          settings or {}, schedule_of(scales))
+        signum = getattr(stop, "signum", 2)  # signals.Ended says which; Ctrl-C is SIGINT
+        raise Interrupted(state["image"].detach().cpu(), ckpt, signum,
+                          str(stop) or "SIGINT") from None
     bar.close()
     return image.detach()
 
@@ -284,7 +343,10 @@ class Snapshots:
 
     Steps of a large tiled scale take minutes, so a checkpoint is also written once
     ``checkpoint_minutes`` have passed since the last one: a killed 4096 px run would
-    otherwise lose every scale after the last multiple of ``checkpoint_every``.
+    otherwise lose every scale after the last multiple of ``checkpoint_every``. After the
+    last step the finished image is checkpointed too, before any later stage (smoothing,
+    enlargement, the save) can be interrupted. A snapshot that cannot be written (a full
+    disk) is a warning, not the end of the run: the image is still in memory.
     """
 
     def __init__(self, output: str | os.PathLike, settings: dict, save_every: int = 0,
@@ -298,21 +360,41 @@ class Snapshots:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_minutes = checkpoint_minutes
         self.last_checkpoint = time.monotonic()
+        self.failed: set[str] = set()
 
     @staticmethod
     def checkpoint_path(output: str | os.PathLike) -> Path:
         return Path(f"{output}.ckpt")
 
+    @staticmethod
+    def snapshot_path(output: str | os.PathLike, done: int) -> Path:
+        output = Path(output)
+        return output.with_name(f"{output.stem}_{done:05d}{output.suffix}")
+
     def __call__(self, step: Step) -> None:
         from brushwork.io import save_image
 
         if self.save_every and step.done % self.save_every == 0:
-            path = self.output.with_name(f"{self.output.stem}_{step.done:05d}{self.output.suffix}")
-            save_image(step.image, path)
+            self._try("image", lambda: save_image(step.image,
+                                                  self.snapshot_path(self.output, step.done)))
         due = self.checkpoint_every and step.done % self.checkpoint_every == 0
         late = (self.checkpoint_minutes
                 and time.monotonic() - self.last_checkpoint >= 60 * self.checkpoint_minutes)
-        if due or late:
-            self.last_checkpoint = time.monotonic()
-            Checkpoint(step.image.cpu(), step.scale, step.iteration, self.settings).save(
-                self.checkpoint_path(self.output))
+        if step.done == step.total:
+            ckpt = Checkpoint(step.image.cpu(), step.scales, 0, self.settings,
+                              schedule_of(step.schedule))
+        elif due or late:
+            ckpt = Checkpoint(step.image.cpu(), step.scale, step.iteration, self.settings,
+                              schedule_of(step.schedule))
+        else:
+            return
+        self.last_checkpoint = time.monotonic()
+        self._try("checkpoint", lambda: ckpt.save(self.checkpoint_path(self.output)))
+
+    def _try(self, what: str, write: Callable[[], object]) -> None:
+        try:
+            write()
+        except BrushworkError as exc:
+            if what not in self.failed:  # said once, not at every step
+                self.failed.add(what)
+                warnings.warn(f"{exc}; the run goes on without this {what}", stacklevel=2)

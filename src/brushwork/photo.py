@@ -28,6 +28,7 @@ from brushwork.artistic import (
     ArtisticLoss,
     ImageLike,
     StyleOptions,
+    check_styles_fit,
     feature_network,
     initial_image,
     layer_weights,
@@ -49,7 +50,7 @@ from brushwork.matting import (
     trimap_constraints,
 )
 from brushwork.optimise import Callback, Checkpoint, Scale, pyramid, require_finite, resize, run
-from brushwork.runtime import autocast, pick_device, resolve_precision
+from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
 from brushwork.vgg import Features, layer_shape_factor
 
 MaskLike = str | os.PathLike | Image.Image | np.ndarray
@@ -415,6 +416,7 @@ def photo_tensor(content: torch.Tensor, style: torch.Tensor, content_labels: np.
             content_labels, style_labels = auto_labels(content, style, options.regions,
                                                        auto_net, options.seed)
     regions = match_regions(content_labels, style_labels, names)
+    check_styles_fit([style], stages, options.style_scale, available_memory(device))
     laplacians: dict[tuple[int, int], MattingLoss] = {}
 
     def loss_for(scale: PhotoScale) -> Callable:

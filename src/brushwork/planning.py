@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from brushwork.artistic import StyleOptions, tile_for
+from brushwork.artistic import StyleOptions, style_bytes, tile_for
 from brushwork.optimise import pyramid
 from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
 from brushwork.tiling import bytes_per_pixel, grid
@@ -68,8 +68,9 @@ def plan(options: StyleOptions, height: int, width: int) -> list[PlannedScale]:
         boxes = grid(scale.height, scale.width, tile, options.overlap) if tile else []
         piece = min(pixels, tile * tile) if tile else pixels
         work = sum((t.y1 - t.y0) * (t.x1 - t.x0) for t in boxes) if tile else pixels
+        style = style_bytes(pixels * options.style_scale ** 2)
         rows.append(PlannedScale(scale.width, scale.height, scale.iterations, tile,
-                                 max(1, len(boxes)), piece * per_pixel,
+                                 max(1, len(boxes)), max(piece * per_pixel, style),
                                  scale.iterations * work * cost
                                  * (TILED_OVERHEAD if tile else 1.0)))
     return rows

@@ -27,6 +27,9 @@ def pick_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise BrushworkError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):  # mps, meta, xpu...: not built or tested here
+        raise BrushworkError(f"device {name!r}: brushwork runs on the CPU or a CUDA GPU; use "
+                             "auto, cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise BrushworkError(f"device {name} asked for, but PyTorch sees no CUDA GPU; "

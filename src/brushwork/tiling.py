@@ -3,9 +3,10 @@
 VGG's activations for a backward pass cost about 3.5 kB per output pixel, so a
 4096 x 3072 image would need about 45 GB in one piece. Here the image is cut into
 overlapping tiles and each tile is optimised in turn with the image around it fixed. The
-style term of a tile is the Gram matrix of the *whole* image, assembled from the tile's
-own (live) Gram and the other tiles' (frozen) Grams, so tiles cannot drift apart in
-style; results are written back through a feathered window, so there are no seams.
+style term of a tile is the Gram matrix of the *whole* image, measured at the start of
+each sweep over the tiles and moved by the tile's own (live) change as if every tile made
+it, so tiles cannot drift apart in style; results are written back through a feathered
+window, so there are no seams.
 """
 
 from __future__ import annotations
@@ -130,26 +131,22 @@ class TiledStyle:
         self.net, self.layers, self.tiles, self.dtype = net, layers, tiles, dtype
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, float] = {}
-        self.parts: list[dict[str, tuple[torch.Tensor, float]]] = []
 
     @torch.no_grad()
     def measure(self, image: torch.Tensor) -> TiledStyle:
-        """(Re)compute every tile's owned Gram and the image-wide sums."""
-        self.parts = []
+        """(Re)compute the image-wide sums from every tile's owned Gram."""
         self.sums, self.counts = {}, {}
         for tile in self.tiles:
-            part = self.tile_grams(image, tile)
-            self.parts.append(part)
-            for name, (g, n) in part.items():
+            for name, (g, n) in self.tile_grams(image, tile).items():
                 self.sums[name] = self.sums.get(name, 0) + g * n
                 self.counts[name] = self.counts.get(name, 0.0) + n
         return self
 
-    def tile_grams(self, image: torch.Tensor, tile: Tile,
-                   crop: torch.Tensor | None = None) -> dict[str, tuple[torch.Tensor, float]]:
+    def tile_grams(self, image: torch.Tensor,
+                   tile: Tile) -> dict[str, tuple[torch.Tensor, float]]:
         """Owned-region Gram and owned position count of one tile, per layer."""
         with autocast(image.device, self.dtype):
-            feats = self.net(tile.crop(image) if crop is None else crop)
+            feats = self.net(tile.crop(image))
         mask = tile.own_mask(image.device)
         out = {}
         for name in self.layers:
@@ -162,19 +159,17 @@ class TiledStyle:
         return {n: self.sums[n] / self.counts[n] for n in self.layers}
 
     @torch.no_grad()
-    def update(self, image: torch.Tensor, index: int) -> None:
-        """Refresh one tile's share after it changed, so the next tile sees it (Gauss-Seidel:
-        with stale shares every tile would correct the same global deficit, overshooting)."""
-        part = self.tile_grams(image, self.tiles[index])
-        for name, (g, n) in part.items():
-            old_g, old_n = self.parts[index][name]
-            self.sums[name] = self.sums[name] - old_g * old_n + g * n
-        self.parts[index] = part
+    def context(self, image: torch.Tensor, index: int) -> dict[str, torch.Tensor]:
+        """What tile ``index``'s live Gram is added to in its style term: the image-wide Gram
+        measured at the sweep's start less the tile's own Gram now.
 
-    def rest(self, index: int) -> dict[str, tuple[torch.Tensor, float]]:
-        """Image-wide sums without tile ``index``: the frozen part of that tile's style term."""
-        return {n: (self.sums[n] - self.parts[index][n][0] * self.parts[index][n][1],
-                    self.counts[n]) for n in self.layers}
+        The tile's changes then move the image-wide Gram as if every tile made them, as all
+        do in the sweep. Against the other tiles' frozen Grams instead, the first tile of a
+        sweep corrected the whole image's deficit alone and came out about twice as
+        textured as its neighbours, whose borders stood out.
+        """
+        whole = self.grams()
+        return {n: whole[n] - g for n, (g, _) in self.tile_grams(image, self.tiles[index]).items()}
 
 
 def sweeps(iterations: int, steps_per_visit: int) -> Iterator[int]:
@@ -193,7 +188,7 @@ class TiledProblem:
     tiles: list[Tile]
     overlap: int
     stats: TiledStyle
-    tile_loss: Callable[[Tile, dict[str, tuple[torch.Tensor, float]]], Callable]
+    tile_loss: Callable[[Tile, dict[str, torch.Tensor]], Callable]
     steps_per_visit: int = 10
 
     def describe(self) -> str:
@@ -216,11 +211,11 @@ class TiledProblem:
             for index, tile in enumerate(self.tiles):
                 losses: dict[str, float] = {}
                 crop = tile.crop(image)
-                new = optimise_scale(crop, self.tile_loss(tile, self.stats.rest(index)), k,
-                                     optimizer, lr, lambda _i, t, _x, out=losses: out.update(t))
+                new = optimise_scale(crop, self.tile_loss(tile, self.stats.context(image, index)),
+                                     k, optimizer, lr,
+                                     lambda _i, t, _x, out=losses: out.update(t))
                 win = tile.window(height, width, self.overlap, image.device)
                 image[..., tile.y0:tile.y1, tile.x0:tile.x1] = crop * (1 - win) + new * win
-                self.stats.update(image, index)
                 for key, value in losses.items():
                     totals[key] = totals.get(key, 0.0) + value / len(self.tiles)
             done += k

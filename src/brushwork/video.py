@@ -16,12 +16,17 @@ and the previous one warped onto it, with values in 0..1.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import itertools
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,7 +141,8 @@ class FrameWriter:
             # yuv420p (what players expect) needs even sides: pad by one pixel if odd.
             cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-pix_fmt", "yuv420p",
                     "-c:v", "libvpx-vp9" if webm else "libx264", "-crf", "18", str(self.path)]
-            self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            preexec_fn=_die_with_parent)
         else:
             cv2 = _cv2()
             if audio_from is not None:
@@ -154,22 +160,80 @@ class FrameWriter:
         if self.process is not None:
             try:
                 self.process.stdin.write(np.ascontiguousarray(frame).tobytes())
-            except BrokenPipeError:
+            except BrokenPipeError:  # ffmpeg has stopped: close() says why
                 self.close()
         else:
             self.writer.write(_cv2().cvtColor(frame, _cv2().COLOR_RGB2BGR))
 
     def close(self) -> None:
+        """Finish the file; an error from ffmpeg (a full disk, say) is a one-line error."""
         if self.process is None:
             self.writer.release()
             return
-        if self.process.stdin and not self.process.stdin.closed:
+        if self.process.returncode is not None:  # closed already
+            return
+        try:
             self.process.stdin.close()
+        except BrokenPipeError:
+            pass
         with self.process.stderr:
             error = self.process.stderr.read().decode(errors="replace").strip()
         if self.process.wait() != 0:
             last = error.splitlines()[-1] if error else f"exit status {self.process.returncode}"
-            raise BrushworkError(f"{self.path}: ffmpeg could not write the video ({last})")
+            raise BrushworkError(f"{self.path}: ffmpeg could not write the video ({last}); free "
+                                 "some space or choose another output path")
+
+    def abort(self) -> None:
+        """Stop at once, for a write that is being given up (an error, Ctrl-C, a signal):
+        ffmpeg is killed rather than left to finish a file nobody will keep."""
+        if self.process is None:
+            self.writer.release()
+        elif self.process.returncode is None:
+            self.process.kill()
+            self.process.wait()
+            for pipe in (self.process.stdin, self.process.stderr):
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+
+
+def _prctl() -> Callable[[int, int], int] | None:
+    """Linux's prctl, looked up in the parent: the child between fork and exec should do
+    as little as it can."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_ulong], ctypes.c_int
+    return fn
+
+
+_PRCTL = _prctl()
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the ffmpeg child, before exec: Linux ends it when brushwork dies, even by SIGKILL,
+    so no orphan goes on writing (elsewhere the closed pipe ends it once it notices)."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def frame_writer(path: str | os.PathLike, fps: float, width: int, height: int,
+                 audio_from: str | os.PathLike | None = None) -> Iterator[FrameWriter]:
+    """A FrameWriter that is closed when the block ends, or aborted if it ends by an
+    exception (KeyboardInterrupt and termination signals included)."""
+    writer = FrameWriter(path, fps, width, height, audio_from)
+    try:
+        yield writer
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
 
 
 def _to_frame(image: np.ndarray) -> np.ndarray:
@@ -278,24 +342,19 @@ def stylise_video(stylist, source: str | os.PathLike, output: str | os.PathLike,
     start = time.perf_counter()
 
     def encode(tmp: str) -> None:
-        writer = None
-        bar = tqdm(total=info.frames or None, unit="frame", disable=not progress or None)
-        try:
-            for batch in _batched(read_frames(source, size), stylist.options.batch_size):
+        frames = _batched(read_frames(source, size), stylist.options.batch_size)
+        first = next(frames)  # the writer needs the frame size
+        h, w = first[0].shape[:2]
+        with tqdm(total=info.frames or None, unit="frame", disable=not progress or None) as bar, \
+                frame_writer(tmp, info.fps, w, h, audio_from=source) as writer:
+            state["audio"] = writer.keeps_audio
+            for batch in itertools.chain([first], frames):
                 tensor = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float() / 255.0
                 outputs = stylist(tensor).permute(0, 2, 3, 1).numpy()
                 for frame, out in zip(batch, outputs, strict=True):
-                    if writer is None:
-                        h, w = frame.shape[:2]
-                        writer = FrameWriter(tmp, info.fps, w, h, audio_from=source)
-                        state["audio"] = writer.keeps_audio
                     writer.write(_to_frame(filt(frame, np.ascontiguousarray(out))))
                     state["frames"] += 1
                 bar.update(len(batch))
-        finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
 
     atomic_write(output, encode)
     return VideoResult(state["frames"], time.perf_counter() - start, filt.figures(),
@@ -329,12 +388,9 @@ def pan_clip(image: str | os.PathLike, output: str | os.PathLike, width: int, he
     top = (pixels.shape[0] - height) // 2
 
     def encode(tmp: str) -> None:
-        writer = FrameWriter(tmp, fps, width, height)
-        try:
+        with frame_writer(tmp, fps, width, height) as writer:
             for i in range(frames):
                 writer.write(pixels[top:top + height, i:i + width])
-        finally:
-            writer.close()
 
     output = atomic_write(output, encode)
     if tone:

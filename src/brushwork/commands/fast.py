@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -88,10 +89,10 @@ def train(args: argparse.Namespace) -> int:
                            **{k: getattr(args, k) for k in TRAIN_FIELDS})
     try:
         run_training(options, resume=args.resume)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print(f"brushwork: interrupted; continue with the same command and --resume "
               f"(checkpoint {options.checkpoint_path})", file=sys.stderr)
-        return 130
+        return 128 + getattr(stop, "signum", signal.SIGINT)
     return 0
 
 
@@ -150,6 +151,9 @@ def fast(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else default_output(source, stylist.model.name)
     if output.is_dir() and not source.is_dir():  # -o FOLDER/ for one file: the file goes in it
         output = output / default_output(source, stylist.model.name).name
+    if source.is_dir() and output.exists() and not output.is_dir():
+        raise BrushworkError(f"-o {output}: that is a file, and a folder of images is written "
+                             "to a folder; give -o a folder (new or existing)")
     if output.resolve() == source.resolve():
         raise BrushworkError(f"{output}: that is the input; give another -o so that the "
                              "input is kept")

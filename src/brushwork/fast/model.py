@@ -20,7 +20,7 @@ import torch
 
 from brushwork.errors import BrushworkError
 from brushwork.fast.network import TransformerNet
-from brushwork.io import atomic_write, check_suffix
+from brushwork.io import check_suffix, save_payload
 
 MODEL_KIND = "brushwork-fast-model"
 CHECKPOINT_KIND = "brushwork-fast-checkpoint"
@@ -80,7 +80,7 @@ def save_model(net: TransformerNet, path: str | os.PathLike, style: str,
     check_model_path(path)
     payload = {"kind": MODEL_KIND, "config": net.config(), "state": compact_state(net),
                "style": style, "settings": dict(settings or {})}
-    return atomic_write(path, lambda p: torch.save(payload, p))
+    return save_payload(path, payload)
 
 
 def _read(path: Path) -> dict:

@@ -42,10 +42,11 @@ from brushwork.fast.model import (
     save_model,
 )
 from brushwork.fast.network import TransformerNet
-from brushwork.io import atomic_write, load_payload
+from brushwork.io import load_payload, save_payload
 from brushwork.losses import content_loss, gram, style_loss, tv_loss
 from brushwork.optimise import changed_settings
 from brushwork.runtime import autocast, pick_device, resolve_precision
+from brushwork.signals import shielded
 from brushwork.vgg import Features, check_layers
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -330,6 +331,13 @@ class Trainer:
         if options.batch_size % ranks.world:
             raise BrushworkError(f"--batch-size {options.batch_size} does not split over "
                                  f"{ranks.world} processes; use a multiple of {ranks.world}")
+        if options.checkpoint_path.is_dir():
+            raise BrushworkError(f"{options.checkpoint_path}: the checkpoint path is a folder; "
+                                 "give --checkpoint a file name")
+        if not resume and options.checkpoint_path.exists():
+            raise BrushworkError(f"{options.checkpoint_path}: a checkpoint of an earlier "
+                                 "training is there; continue it with --resume (raise --steps "
+                                 "to extend a finished one), or delete it to start again")
         ckpt = load_checkpoint(options.checkpoint_path) if resume else None
         if ckpt is not None and ckpt["step"] >= options.steps:
             raise BrushworkError(f"{options.checkpoint_path}: the checkpoint is already at step "
@@ -447,7 +455,7 @@ class Trainer:
                    "step": self.step, "config": self.net.config(), "style": self.style_name,
                    "settings": self.o.settings(), "seconds": self.seconds_before + seconds}
         payload["model"] = {k: v.detach().cpu() for k, v in payload["model"].items()}
-        return atomic_write(self.o.checkpoint_path, lambda p: torch.save(payload, p))
+        return save_payload(self.o.checkpoint_path, payload)
 
     def _out_of_time(self, start: float) -> bool:
         """Whether the --minutes budget is spent; rank 0's clock decides for every rank, every
@@ -483,9 +491,10 @@ class Trainer:
                     validation.append(self._preview(bar))
                 if self._out_of_time(start):
                     break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP (see brushwork.signals)
             if main:
-                self.save_checkpoint(time.perf_counter() - start)
+                with shielded():  # a second signal waits until the checkpoint is written
+                    self.save_checkpoint(time.perf_counter() - start)
                 bar.write(f"interrupted at step {self.step}; checkpoint {o.checkpoint_path}")
             raise
         finally:
