@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from brushwork import colour, io
@@ -156,34 +155,29 @@ def blend_weights(count: int, blend: Sequence[float] | None) -> list[float]:
 class ArtisticLoss(torch.nn.Module):
     """content + style + tv for one scale (or one tile of it), with fixed targets.
 
-    For a tile, ``context`` holds per layer what its own Gram is added to
-    (``tiling.TiledStyle.context``), so the style term compares the *image-wide* Gram with
+    For a tile, ``context`` holds per layer what the tile's Gram is added to
+    (``tiling.TiledStyle.context``), so the style term compares an *image-wide* Gram with
     the target.
     """
 
     def __init__(self, net: Features, options: StyleOptions, content: torch.Tensor,
                  style_grams: dict[str, torch.Tensor], dtype: torch.dtype,
-                 context: dict[str, torch.Tensor] | None = None,
-                 own_mask: torch.Tensor | None = None) -> None:
+                 context: dict[str, torch.Tensor] | None = None) -> None:
         super().__init__()
         self.net, self.options, self.dtype = net, options, dtype
         self.content_w = layer_weights(options.content_layers, options.content_layer_weights)
         self.style_w = layer_weights(options.style_layers, options.style_layer_weights)
         self.style_targets = style_grams
-        self.context, self.own_mask = context, own_mask
+        self.context = context
         with torch.no_grad(), autocast(content.device, dtype):
             feats = net(content)
         self.content_targets = {n: feats[n].float() for n in options.content_layers}
 
     def _style(self, name: str, features: torch.Tensor) -> torch.Tensor:
-        target = self.style_targets[name]
-        if self.context is None:
-            return style_loss(gram(features), target)
-        mask = F.adaptive_avg_pool2d(self.own_mask, features.shape[-2:])
-        # Content and tv are means over the tile: weighing the style term by the tile's owned
-        # share of its positions gives its pixels the gradient of an untiled run.
-        return style_loss(gram(features, mask) + self.context[name], target) \
-            * (mask.sum() / mask.numel())
+        g = gram(features)
+        if self.context is not None:
+            g = g + self.context[name]
+        return style_loss(g, self.style_targets[name])
 
     def style_term(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         """Layer-weighted Gram losses against the targets (photo.PhotoLoss masks them)."""
@@ -317,8 +311,8 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
         content_s, grams = targets(scale)
         tiles = grid(scale.height, scale.width, tile, options.overlap)
         stats = TiledStyle(net, list(options.style_layers), tiles, dtype)
-        return TiledProblem(tiles, options.overlap, stats, lambda t, rest: ArtisticLoss(
-            net, options, t.crop(content_s), grams, dtype, rest, t.own_mask(device)))
+        return TiledProblem(tiles, options.overlap, stats, lambda t, context: ArtisticLoss(
+            net, options, t.crop(content_s), grams, dtype, context))
 
     def loss_for(scale: Scale) -> Callable | TiledProblem:
         tile = tile_for(options, scale.height, scale.width, per_pixel, budget)

@@ -168,8 +168,10 @@ def run_with_snapshots(args: argparse.Namespace, output: Path, settings: dict,
     snapshots = Snapshots(output, settings_kept, args.save_every, args.checkpoint_every,
                           args.checkpoint_minutes)
     callbacks: list[Callback] = [snapshots, *extra_callbacks]
+    saving = False
     try:
         image = work(callbacks, resume)
+        saving = True
         io.save_image(image, output, settings)
     except Interrupted as stop:
         with shielded():  # a second signal waits until the work so far is on disk
@@ -187,7 +189,7 @@ def run_with_snapshots(args: argparse.Namespace, output: Path, settings: dict,
               "same command with --resume goes on from there", file=sys.stderr)
         return 128 + getattr(sys.exc_info()[1], "signum", signal.SIGINT)
     except BrushworkError as exc:
-        if ckpt_path.exists():
+        if saving and ckpt_path.exists():  # the result could not be written (a full disk)
             raise BrushworkError(f"{exc}; the run's work is kept in {ckpt_path}: run the same "
                                  "command with --resume once that is mended") from None
         raise
