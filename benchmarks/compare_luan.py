@@ -60,7 +60,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_speed import PEAK_CUDA  # noqa: E402
+from bench_speed import measure  # noqa: E402
 from scorer import photo_score  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "images" / "photo"
@@ -129,23 +129,12 @@ def run_photo(paths: dict[str, Path], out: Path, size: int | None, precision: st
         args += ["--precision", precision]
     args += [word.replace("{pair}", paths["content"].stem[2:]) for word in extra]
     load = os.getloadavg()[0]
-    with tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-c", PEAK_CUDA, *args],
-                                 stdout=subprocess.DEVNULL, stderr=err, text=True)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-        err.seek(0)
-        log = err.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"failed: python -m {' '.join(args)}\n{log[-1500:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "rss_gb": usage.ru_maxrss / 2**20, "load_before": load,
+    run = measure(args[0], args[1:])
+    return {"wall": run.wall, "cpu": run.cpu, "rss_gb": run.rss, "load_before": load,
             "load_after": os.getloadavg()[0], "command": ["python", "-m", *args],
             "resumed": resumed,
             "cpu_kind": cpu_kind(), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC",
-                                                          time.gmtime()),
-            "warnings": [line for line in log.splitlines() if "Warning" in line][-5:]}
+                                                          time.gmtime())}
 
 
 def brushwork_output(n: int, paths: dict[str, Path], folder: Path, a: argparse.Namespace
