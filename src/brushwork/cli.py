@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -152,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         print("brushwork: interrupted", file=sys.stderr)
-        return 128 + getattr(exc, "signum", signal.SIGINT)
+        return 128 + signals.signum_of(exc)
 
 
 #: Every flag, in any command, that names a file or folder the command will write.

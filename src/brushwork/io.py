@@ -140,13 +140,18 @@ def as_tensor(image: str | os.PathLike | Image.Image | torch.Tensor,
     return load_image(image, size)
 
 
+def _nearest_folder(path: Path) -> Path:
+    """``path`` or its nearest existing ancestor: where a file on the way would be made."""
+    while not path.exists():
+        path = path.parent
+    return path
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Fail before the work, not after it: the nearest existing folder on the way to ``path``
     must take a new file (tried with a probe file, removed at once; nothing is created)."""
     path = Path(path).expanduser().absolute()
-    folder = path if path.is_dir() else path.parent
-    while not folder.exists():
-        folder = folder.parent
+    folder = _nearest_folder(path if path.is_dir() else path.parent)
     if not folder.is_dir():
         raise BrushworkError(f"{path}: {folder} is a file, not a folder; "
                              "choose another output path")
@@ -218,11 +223,8 @@ def check_replaceable(path: str | os.PathLike, flag: str) -> None:
     """An output name that leaves no room for the files written beside it, or an existing
     file that cannot be replaced, fails before the run rather than at its end."""
     path = Path(path).expanduser().absolute()
-    folder = path.parent
-    while not folder.exists():
-        folder = folder.parent
     try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
+        limit = os.pathconf(_nearest_folder(path.parent), "PC_NAME_MAX")
     except (OSError, ValueError):
         limit = 255
     room = limit - SIDE_NAME_ROOM

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from brushwork.errors import BrushworkError
 from brushwork.io import load_payload, save_payload
+from brushwork.signals import signum_of
 from brushwork.tiling import TiledProblem
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -144,13 +146,16 @@ class Interrupted(Exception):
     """Ctrl-C (or a termination signal made into one) during a run: carries the best image
     so far, a checkpoint to resume, and the signal's number and name."""
 
-    def __init__(self, image: torch.Tensor, checkpoint: Checkpoint, signum: int = 2,
-                 reason: str = "SIGINT") -> None:
+    def __init__(self, image: torch.Tensor, checkpoint: Checkpoint,
+                 signum: int = signal.SIGINT) -> None:
         super().__init__("interrupted")
         self.image = image
         self.checkpoint = checkpoint
         self.signum = signum
-        self.reason = reason
+
+    @property
+    def reason(self) -> str:
+        return signal.Signals(self.signum).name
 
 
 def require_finite(flag: str, value: float) -> None:
@@ -323,9 +328,7 @@ def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], Los
         bar.close()
         ckpt = Checkpoint(state["image"].detach().cpu(), state["scale"], state["iteration"],
                           settings or {}, schedule_of(scales))
-        signum = getattr(stop, "signum", 2)  # signals.Ended says which; Ctrl-C is SIGINT
-        raise Interrupted(state["image"].detach().cpu(), ckpt, signum,
-                          str(stop) or "SIGINT") from None
+        raise Interrupted(state["image"].detach().cpu(), ckpt, signum_of(stop)) from None
     bar.close()
     return image.detach()
 

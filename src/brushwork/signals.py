@@ -26,6 +26,12 @@ class Ended(KeyboardInterrupt):
         self.signum = signum
 
 
+def signum_of(stop: KeyboardInterrupt) -> int:
+    """The signal that ended a run: ``Ended`` says which; a plain KeyboardInterrupt is
+    Ctrl-C. The exit status of the command is 128 plus this, as a shell would report."""
+    return getattr(stop, "signum", signal.SIGINT)
+
+
 #: Signals that arrived while the work so far was being saved (None: not saving).
 _held: list[int] | None = None
 

@@ -66,16 +66,19 @@ def md5sum(path: Path) -> str:
 
 
 #: What to do about a bad weights file found in the cache; an explicit file (--weights,
-#: $BRUSHWORK_WEIGHTS) gets ``explicit_advice`` instead: fetching would not mend it.
+#: $BRUSHWORK_WEIGHTS) gets ``advice_for``'s instead: fetching would not mend it.
 FETCH_ADVICE = "run `brushwork weights fetch`"
 
 
-def explicit_advice(from_flag: bool) -> str:
-    """The fix for a bad file the user named: fetching fills the cache, which an explicit
-    path overrides, so the advice is to correct or drop the path."""
-    if from_flag:
+def advice_for(path: str | os.PathLike | None) -> str:
+    """What to do about bad weights: fetching fills the cache, which a path the user named
+    (``path``, else $BRUSHWORK_WEIGHTS) overrides, so for such a path the advice is to
+    correct or drop it."""
+    if path:
         return "give --weights a valid file, or leave it out to use the cache"
-    return f"point {ENV_WEIGHTS} at a valid file, or unset it to use the cache"
+    if os.environ.get(ENV_WEIGHTS):
+        return f"point {ENV_WEIGHTS} at a valid file, or unset it to use the cache"
+    return FETCH_ADVICE
 
 
 def _check_state(state: dict, origin: str, advice: str = FETCH_ADVICE) -> dict[str, torch.Tensor]:
@@ -274,10 +277,8 @@ _LOADED: dict[Path, dict[str, torch.Tensor]] = {}
 def load(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """The VGG-19 state dict, provisioned if needed; kept in memory for repeated calls."""
     resolved = resolve(path).resolve()
-    explicit = bool(path or os.environ.get(ENV_WEIGHTS))
     if resolved not in _LOADED:
-        advice = explicit_advice(bool(path)) if explicit else FETCH_ADVICE
-        _LOADED[resolved] = load_state_file(resolved, advice)
+        _LOADED[resolved] = load_state_file(resolved, advice_for(path))
     return _LOADED[resolved]
 
 
@@ -294,8 +295,7 @@ def report(path: str | os.PathLike | None = None) -> tuple[str, str | None]:
         lines.append(f"{origin}: {candidate} (missing; run `brushwork weights fetch`)")
     else:
         try:
-            load_state_file(candidate, explicit_advice(bool(path)) if explicit else
-                            FETCH_ADVICE)
+            load_state_file(candidate, advice_for(path))
             size = candidate.stat().st_size / 1e6
             lines.append(f"{origin}: {candidate} ({size:.0f} MB, valid VGG-19)")
         except BrushworkError as exc:

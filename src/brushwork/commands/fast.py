@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import warnings
 from pathlib import Path
@@ -12,6 +11,7 @@ from brushwork import io
 from brushwork.cli import _names, add_weight_args, command
 from brushwork.colour import COLOUR_MODES
 from brushwork.errors import BrushworkError
+from brushwork.signals import signum_of
 
 TRAIN_FIELDS = ("steps", "batch_size", "size", "style_size", "channels", "residual_blocks",
                 "content_layers", "style_layers", "content_weight", "style_weight", "tv_weight",
@@ -92,7 +92,7 @@ def train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as stop:
         print(f"brushwork: interrupted; continue with the same command and --resume "
               f"(checkpoint {options.checkpoint_path})", file=sys.stderr)
-        return 128 + getattr(stop, "signum", signal.SIGINT)
+        return 128 + signum_of(stop)
     return 0
 
 

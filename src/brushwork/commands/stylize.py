@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import glob
 import hashlib
-import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from brushwork.errors import BrushworkError
 from brushwork.optimise import Callback, Checkpoint, Interrupted, Snapshots, changed_settings
 from brushwork.recording import recording_callbacks
 from brushwork.runtime import pick_device
-from brushwork.signals import shielded
+from brushwork.signals import shielded, signum_of
 
 DEFAULTS = StyleOptions()
 
@@ -182,12 +181,12 @@ def run_with_snapshots(args: argparse.Namespace, output: Path, settings: dict,
         print(f"brushwork: interrupted ({stop.reason}); image so far saved to {partial}{kept}; "
               "continue with the same command and --resume", file=sys.stderr)
         return 128 + stop.signum
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         if not ckpt_path.exists():
             raise
         print(f"brushwork: interrupted; the optimisation so far is kept in {ckpt_path}: the "
               "same command with --resume goes on from there", file=sys.stderr)
-        return 128 + getattr(sys.exc_info()[1], "signum", signal.SIGINT)
+        return 128 + signum_of(stop)
     except BrushworkError as exc:
         if saving and ckpt_path.exists():  # the result could not be written (a full disk)
             raise BrushworkError(f"{exc}; the run's work is kept in {ckpt_path}: run the same "
