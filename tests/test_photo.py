@@ -27,6 +27,7 @@ from brushwork.photo import (
     matte,
     photo_transfer,
     read_labels,
+    region_colour_start,
     single_region,
     style_distance,
 )
@@ -135,6 +136,69 @@ def test_masked_style_loss_of_one_region_is_the_plain_style_loss(net: Features) 
     one = match_regions(single_region(content), single_region(style), NAMES)
     masked = RegionStyleLoss(net, style, one, 40, 56, plain.style_w, torch.float32)
     assert float(masked(features)) == pytest.approx(float(plain.style_term(features)), rel=1e-5)
+
+
+def _halves(image: torch.Tensor, top: str, bottom: str) -> np.ndarray:
+    """Labels of ``image``: its top half one palette colour, its bottom half another."""
+    h, w = image.shape[-2:]
+    labels = np.full((h, w), NAMES.index(bottom), dtype=np.int64)
+    labels[: h // 2] = NAMES.index(top)
+    return labels
+
+
+def _colour_spread(pixels: torch.Tensor) -> float:
+    """Mean distance of (3, N) colours from grey (their own channel mean)."""
+    return float((pixels - pixels.mean(dim=0, keepdim=True)).abs().mean())
+
+
+def test_region_start_is_affine_in_the_content_and_takes_each_partners_colours(
+        pair: dict[str, Path]) -> None:
+    content = io.load_image(pair["content"], 64)
+    style = io.load_image(pair["style"], 80)
+    style[:, :, : style.shape[-2] // 2] = style[:, :, : style.shape[-2] // 2].mean(1,
+                                                                                  keepdim=True)
+    content_labels = _halves(content, "red", "blue")
+    style_labels = _halves(style, "blue", "red")  # swapped: the content's bottom takes the
+    # reference's grey top, its top the coloured bottom
+    start = region_colour_start(content, style, match_regions(content_labels, style_labels,
+                                                              NAMES))
+    h = content.shape[-2]
+    for rows, partner in ((slice(0, h // 2 - 3), slice(style.shape[-2] // 2, None)),
+                          (slice(h // 2 + 3, None), slice(None, style.shape[-2] // 2))):
+        x = content[0, :, rows].reshape(3, -1).double()
+        y = start[0, :, rows].reshape(3, -1).double()
+        # Away from the border the start is one affine colour map of the content (up to
+        # clipping at 0 and 1, and 8-bit rounding of nothing: these are tensors).
+        inside = ((y > 0.002) & (y < 0.998)).all(dim=0)
+        design = torch.cat([x, torch.ones_like(x[:1])])[:, inside].T
+        fit = torch.linalg.lstsq(design, y[:, inside].T).solution
+        assert float((design @ fit - y[:, inside].T).abs().max()) < 1e-6
+        # ... that gives it the colour mean of its partner region: the grey half (a B&W
+        # reference) makes the content's bottom grey, the colour half colours its top.
+        target = style[0, :, partner].reshape(3, -1).double()
+        assert torch.allclose(y.mean(1), target.mean(1), atol=0.03)
+    top, bottom = (start[0, :, rows].reshape(3, -1) for rows in (slice(0, h // 2 - 3),
+                                                                 slice(h // 2 + 3, None)))
+    assert _colour_spread(bottom) < 0.01 < 0.03 < _colour_spread(top)
+
+
+def test_a_black_and_white_reference_region_makes_its_partner_grey_in_a_run(
+        pair: dict[str, Path]) -> None:
+    content = io.load_image(pair["content"], 64)
+    style = io.load_image(pair["style"], 64)
+    style[:, :, : style.shape[-2] // 2] = style[:, :, : style.shape[-2] // 2].mean(1,
+                                                                                  keepdim=True)
+    colours = np.asarray(list(PALETTE.values()), dtype=np.uint8)
+    labels = colours[_halves(content, "red", "blue")], colours[_halves(style, "red", "blue")]
+    h = content.shape[-2]
+    halves = slice(0, h // 2 - 3), slice(h // 2 + 3, None)
+    before = [_colour_spread(content[0, :, rows].reshape(3, -1)) for rows in halves]
+    out = io.pil_to_tensor(photo_transfer(
+        io.tensor_to_pil(content), io.tensor_to_pil(style), *labels, size=64, iterations=10,
+        scales=1, matting_iterations=10, device="cpu", precision="float32"))
+    grey, coloured = (_colour_spread(out[0, :, rows].reshape(3, -1)) for rows in halves)
+    assert grey < 0.02 < 0.5 * before[0]
+    assert coloured > 0.03
 
 
 def test_automatic_labels_correspond_between_images(net: Features, pair: dict[str, Path]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import torch
 from PIL import Image
@@ -50,6 +51,8 @@ class StyleOptions:
     Weights are relative: each loss term is already normalised to be of order one (see
     ``losses``), so ``style_weight`` / ``content_weight`` is the balance whatever the size.
     """
+
+    inits: ClassVar[tuple[str, ...]] = INITS  # the named starting images --init accepts
 
     size: int = 512
     content_layers: tuple[str, ...] = ("relu4_2",)
@@ -101,8 +104,8 @@ class StyleOptions:
         if self.preserve_colour not in colour.COLOUR_MODES:
             raise BrushworkError(f"preserve-colour {self.preserve_colour!r}: use one of "
                                  f"{', '.join(colour.COLOUR_MODES)}")
-        if self.init not in INITS and not os.path.isfile(self.init):
-            raise BrushworkError(f"init {self.init!r}: use content, noise, style or an "
+        if self.init not in self.inits and not os.path.isfile(self.init):
+            raise BrushworkError(f"init {self.init!r}: use {', '.join(self.inits)} or an "
                                  "existing image file")
         return self
 

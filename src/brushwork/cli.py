@@ -67,6 +67,19 @@ def add_weight_args(g: argparse._ArgumentGroup, defaults) -> None:
     g.add_argument("--tv-weight", type=float, default=defaults.tv_weight)
 
 
+def add_layer_args(g: argparse._ArgumentGroup, defaults, weights: bool = True) -> None:
+    """The VGG layers of the content and style terms and (``weights``) their weights."""
+    for term in ("content", "style"):
+        layers = getattr(defaults, f"{term}_layers")
+        g.add_argument(f"--{term}-layers", type=_names, default=layers,
+                       help=f"comma-separated [{','.join(layers)}]")
+        if weights:
+            given = getattr(defaults, f"{term}_layer_weights")
+            g.add_argument(f"--{term}-layer-weights", type=_floats, default=given,
+                           help=f"one per {term} layer "
+                                f"[{','.join(map('{:g}'.format, given)) if given else 'equal'}]")
+
+
 def add_optimisation_args(p: argparse.ArgumentParser, defaults,
                           inits: str = "content, noise, style") -> None:
     """Flags shared by every pixel-optimising command (stylize, photo, reconstruct);

@@ -54,21 +54,33 @@ def _sqrtm(cov: torch.Tensor, inverse: bool = False) -> torch.Tensor:
     return vectors @ torch.diag(values.pow(power)) @ vectors.T
 
 
+def colour_stats(pixels: torch.Tensor, weights: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (3, 1) and covariance (3, 3) of (3, N) colours, optionally weighted per pixel
+    (a soft region mask), in float64: a photo's channels are strongly correlated and
+    float32 loses the small eigenvalues that the square roots below depend on."""
+    flat = pixels.double()
+    w = torch.ones(flat.shape[1], dtype=flat.dtype, device=flat.device) if weights is None \
+        else weights.double().reshape(-1)
+    w = w / w.sum().clamp_min(1e-12)
+    mean = (flat * w).sum(dim=1, keepdim=True)
+    centred = flat - mean
+    cov = (centred * w) @ centred.T + 1e-5 * torch.eye(3, dtype=flat.dtype, device=flat.device)
+    return mean, cov
+
+
+def affine_match(pixels: torch.Tensor, source: tuple[torch.Tensor, torch.Tensor],
+                 target: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """(3, N) colours moved affinely from the ``source`` (mean, covariance) to the
+    ``target``'s: x -> A (x - mu_s) + mu_t with A = St^1/2 Ss^-1/2, the symmetric square
+    roots, which the paper found to distort colours least among the linear choices."""
+    (mean_s, cov_s), (mean_t, cov_t) = source, target
+    transform = _sqrtm(cov_t) @ _sqrtm(cov_s, inverse=True)
+    return transform @ (pixels.double() - mean_s) + mean_t
+
+
 def match_histogram(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-    """Affinely recolour ``style`` so its RGB mean and covariance equal the content's.
-
-    Uses the symmetric square roots A = Sc^1/2 Ss^-1/2, which the paper found to
-    distort colours least among the linear choices.
-    """
-    def stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        flat = x[0].reshape(3, -1).double()
-        mean = flat.mean(dim=1, keepdim=True)
-        centred = flat - mean
-        return mean, centred @ centred.T / flat.shape[1] + 1e-5 * torch.eye(3, dtype=flat.dtype)
-
-    mean_s, cov_s = stats(style)
-    mean_c, cov_c = stats(content)
-    transform = _sqrtm(cov_c) @ _sqrtm(cov_s, inverse=True)
-    flat = style[0].reshape(3, -1).double()
-    out = transform @ (flat - mean_s) + mean_c
+    """Affinely recolour ``style`` so its RGB mean and covariance equal the content's."""
+    flat = style[0].reshape(3, -1)
+    out = affine_match(flat, colour_stats(flat), colour_stats(content[0].reshape(3, -1)))
     return out.reshape_as(style[0]).unsqueeze(0).to(style.dtype).clamp(0, 1)

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from brushwork import io
-from brushwork.cli import _names, add_weight_args, command
+from brushwork.cli import add_layer_args, add_weight_args, command
 from brushwork.colour import COLOUR_MODES
 from brushwork.errors import BrushworkError
 from brushwork.signals import signum_of
@@ -57,10 +57,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
                    "(fine-tune it, e.g. to another --style-weight) instead of at random")
     w = p.add_argument_group("losses (as in `brushwork stylize`)")
     add_weight_args(w, d)
-    w.add_argument("--content-layers", type=_names, default=d.content_layers,
-                   help=f"comma-separated [{','.join(d.content_layers)}]")
-    w.add_argument("--style-layers", type=_names, default=d.style_layers,
-                   help=f"comma-separated [{','.join(d.style_layers)}]")
+    add_layer_args(w, d, weights=False)
     w.add_argument("--pooling", choices=("max", "avg"), default=d.pooling)
     w.add_argument("--weights", default=None, help="VGG-19 weights file (.h5, .mat or .pt)")
     o = p.add_argument_group("output while training")

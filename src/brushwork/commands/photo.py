@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from brushwork import io
-from brushwork.cli import add_optimisation_args, add_weight_args, command
+from brushwork.cli import add_layer_args, add_optimisation_args, add_weight_args, command
 from brushwork.commands.stylize import run_with_snapshots
 from brushwork.errors import BrushworkError
 from brushwork.photo import (
@@ -37,6 +37,7 @@ def _configure_photo(p: argparse.ArgumentParser) -> None:
                    help="without masks: regions found automatically, 1 = none [%(default)s]")
     w = p.add_argument_group("losses")
     add_weight_args(w, DEFAULTS)
+    add_layer_args(w, DEFAULTS)
     w.add_argument("--matting-weight", type=float, default=DEFAULTS.matting_weight,
                    help="weight of the matting-Laplacian (photorealism) term [%(default)s]")
     w.add_argument("--matting-iterations", type=int, default=DEFAULTS.matting_iterations,
@@ -51,7 +52,8 @@ def _configure_photo(p: argparse.ArgumentParser) -> None:
                    help="write the result with longest side N: the transfer runs at --size "
                         "and is enlarged by local-affine upsampling guided by the content, "
                         "which keeps it photographic (e.g. a 512 px run for a 4000 px photo)")
-    add_optimisation_args(p, DEFAULTS)
+    add_optimisation_args(p, DEFAULTS, inits="regions (each region at its partner's "
+                          "colours), content, noise, style")
 
 
 @command("photo", "photorealistic style transfer: CONTENT STYLE -o OUT", _configure_photo)

@@ -15,7 +15,14 @@ import torch
 
 from brushwork import io
 from brushwork.artistic import StyleOptions, stylize_tensor
-from brushwork.cli import EXAMPLES, _floats, _names, add_optimisation_args, add_weight_args, command
+from brushwork.cli import (
+    EXAMPLES,
+    _floats,
+    add_layer_args,
+    add_optimisation_args,
+    add_weight_args,
+    command,
+)
 from brushwork.colour import COLOUR_MODES
 from brushwork.errors import BrushworkError
 from brushwork.optimise import Callback, Checkpoint, Interrupted, Snapshots, changed_settings
@@ -39,12 +46,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 def _configure_losses(p: argparse.ArgumentParser) -> None:
     w = p.add_argument_group("losses")
     add_weight_args(w, DEFAULTS)
-    w.add_argument("--content-layers", type=_names, default=DEFAULTS.content_layers,
-                   help="comma-separated [relu4_2]")
-    w.add_argument("--content-layer-weights", type=_floats, default=None)
-    w.add_argument("--style-layers", type=_names, default=DEFAULTS.style_layers,
-                   help="comma-separated [relu1_1,...,relu5_1]")
-    w.add_argument("--style-layer-weights", type=_floats, default=None)
+    add_layer_args(w, DEFAULTS)
     w.add_argument("--style-blend-weights", "--style-blend", type=_floats, default=None,
                    help="one weight per style image [equal]")
     w.add_argument("--style-scale", type=float, default=DEFAULTS.style_scale,
