@@ -5,7 +5,7 @@ For each pair (in1/tar1, in9/tar9, in42/tar42 with their segmentation masks) it 
 - wall time of the run;
 - style distance to the style photo, twice: brushwork's region-masked relative Gram distance
   (the loss's own style term) and the independent scorer's global figure
-  (benchmarks/scorer.py, at its default evaluation size);
+  (brushwork.quality, at 256 px);
 - photorealism: the matting energy sum_c V_c^T L V_c of the output with respect to the
   content (L its matting Laplacian at the run size, eps 1e-7; lower is better), next to the
   energy of the content itself (the floor) and of a plain artistic run, without masks or the
@@ -30,12 +30,12 @@ import time
 from pathlib import Path
 
 import torch
-from scorer import score
 
 from brushwork import io
 from brushwork.artistic import StyleOptions, stylize_tensor
 from brushwork.matting import matting_energy, matting_laplacian
 from brushwork.photo import PhotoOptions, _array, load_inputs, photo_tensor, style_distance
+from brushwork.quality import score
 from brushwork.vgg import Features
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "images" / "photo"
@@ -85,7 +85,7 @@ def main() -> None:
                               progress=False)
         for run, (image, seconds) in runs.items():
             masked = style_distance(image, style, net, content_labels, style_labels)
-            scorer = score(io.tensor_to_pil(image), paths[0], paths[1])["style"]
+            scorer = score(io.tensor_to_pil(image), paths[0], paths[1], 256)["style"]
             energy = matting_energy(_array(image), laplacian)
             print(f"{name:>5} {run:>9} {seconds:7.1f} {masked:13.4f} {scorer:13.4f} "
                   f"{energy:15.4g}", flush=True)

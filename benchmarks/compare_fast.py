@@ -1,8 +1,8 @@
-"""Fast models against brushwork's optimisation on held-out photos, by the independent scorer.
+"""Fast models against brushwork's optimisation on held-out photos, by brushwork's quality report.
 
 For each model and each of the first ``--count`` photos of ``--photos`` (photos the model
 never saw in training), both methods stylise the photo at ``--size`` with the model's style
-image: the network in one pass, `brushwork stylize` with its default settings. ``scorer.py``
+image: the network in one pass, `brushwork stylize` with its default settings. ``brushwork.quality``
 then scores both at the same evaluation size. The goal: the fast style distance within a
 factor 2 of the optimisation's, and the fast content distance no larger.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -28,11 +27,9 @@ from brushwork.artistic import StyleOptions, stylize_tensor
 from brushwork.fast.model import load_model
 from brushwork.fast.stylise import FastOptions, Stylist
 from brushwork.fast.train import readable_images, style_path
+from brushwork.quality import STYLE_LAYERS, score
 
-sys.path.insert(0, str(Path(__file__).parent))
-from scorer import STYLE_LAYERS, score  # noqa: E402
-
-#: The scorer's figures compared: style and content are the goals, detail is for information;
+#: The report's figures compared: style and content are the goals, detail is for information;
 #: the style distance per layer shows where a network falls short.
 MEASURES = ("style", "content", "detail", *(f"style_{layer}" for layer in STYLE_LAYERS))
 

@@ -4,8 +4,9 @@ For each pair N of the paper's examples (``--photos``: input/inN.png, style/tarN
 segmentation/inN.png and tarN.png, luan/outN.png) it runs ``brushwork photo`` the way a user
 would, as a fresh process with its defaults and the two label images (``--size`` given only
 when asked, flags after ``--`` passed through), times it, and scores the paper's result, the
-brushwork output and the input itself with ``scorer.photo_score`` at ``--eval-size``:
-- style: the scorer's mean relative Gram distance relu1_1..relu5_1 to the reference, global
+brushwork output and the input itself with ``brushwork.quality.score`` (label images given)
+at ``--eval-size``:
+- style: the report's mean relative Gram distance relu1_1..relu5_1 to the reference, global
   (no masks); lower is closer;
 - matting: energy of the output under the content's matting Laplacian at the evaluation
   size, per pixel (sum_c V_c^T L V_c / HW, RGB in 0..1, eps 1e-7); lower is more
@@ -62,7 +63,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_speed import measure  # noqa: E402
-from scorer import photo_score  # noqa: E402
+
+from brushwork.quality import score  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "images" / "photo"
 PAIRS = (1, 2, 4, 5, 7, 8, 9, 10, 11, 14, 16, 18, 20, 23, 25, 28, 30, 36, 39, 42, 44, 50, 55)
@@ -281,8 +283,9 @@ def main() -> int:
             continue
         out, info = brushwork_output(n, paths, folder, a)
         images = {"input": paths["content"], "paper": paths["paper"], "brushwork": out}
-        figures = {k: photo_score(v, paths["content"], paths["style"], paths["content_mask"],
-                                  paths["style_mask"], a.eval_size) for k, v in images.items()}
+        figures = {k: score(v, paths["content"], paths["style"], a.eval_size,
+                            content_mask=paths["content_mask"],
+                            style_mask=paths["style_mask"]).figures for k, v in images.items()}
         for k in SYSTEMS:
             f = figures[k]
             times = (f"{info['wall']:7.1f} {info['cpu']:7.1f} {info['load_before']:5.2f}"

@@ -2,7 +2,7 @@
 
 For each content/style pair both programs run as fresh processes (so start-up and weight
 loading count for both), are timed by wall clock, and their outputs are scored by
-``scorer.py`` at the same evaluation size. Install the peer first:
+``brushwork.quality`` at the same evaluation size. Install the peer first:
 
     pip install --no-deps pastiche==1.6.0
     python benchmarks/compare_pastiche.py --size 256 --pastiche-steps 100
@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_speed import measure  # noqa: E402
-from scorer import score  # noqa: E402
+
+from brushwork.quality import score  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "images"
 PAIRS = (("content/tubingen.jpg", "style/starry_night.jpg"),

@@ -21,7 +21,7 @@ def net(vgg_state):
 
 
 def distances(net, image, content, style):
-    """(style distance, content distance) in the scorer's relative form."""
+    """(style distance, content distance) in the quality report's relative form."""
     with torch.no_grad():
         fi, fc, fs = net(image), net(content), net(style)
     s = sum((torch.linalg.norm(gram(fi[n]) - gram(fs[n])) / torch.linalg.norm(gram(fs[n])))

@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 #: Every flag, in any command, that names a file or folder the command will write.
 OUTPUT_FLAGS = ("output", "composite_output", "onnx", "record", "plot", "checkpoint",
-                "preview_dir")
+                "preview_dir", "sheet")
 
 
 #: The output flags that may name a folder (fast's -o takes one for a folder of images).
