@@ -32,7 +32,6 @@ from tqdm import tqdm
 
 from brushwork import io
 from brushwork.artistic import StyleOptions
-from brushwork.cli import EXAMPLES
 from brushwork.errors import BrushworkError
 from brushwork.fast.model import (
     CHECKPOINT_KIND,
@@ -42,14 +41,13 @@ from brushwork.fast.model import (
     save_model,
 )
 from brushwork.fast.network import TransformerNet
-from brushwork.io import load_payload, save_payload
+from brushwork.io import EXAMPLES, IMAGE_SUFFIXES, load_payload, save_payload
 from brushwork.losses import content_loss, gram, style_loss, tv_loss
 from brushwork.optimise import changed_settings
 from brushwork.runtime import autocast, pick_device, resolve_precision
 from brushwork.signals import shielded
 from brushwork.vgg import Features, check_layers
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 #: Validation images shown in each preview (the first ones of --val, sorted by name).
 PREVIEW_IMAGES = 4
 _ARTISTIC = StyleOptions()
