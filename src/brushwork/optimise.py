@@ -17,6 +17,7 @@ import os
 import signal
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
@@ -28,7 +29,6 @@ from tqdm import tqdm
 from brushwork.errors import BrushworkError
 from brushwork.io import load_payload, save_payload
 from brushwork.signals import signum_of
-from brushwork.tiling import TiledProblem
 
 OPTIMIZERS = ("lbfgs", "adam")
 #: The shortest side VGG-19 can take up to its block-5 layers (relu5_1, the deepest a loss
@@ -36,6 +36,8 @@ OPTIMIZERS = ("lbfgs", "adam")
 #: and an empty feature map makes the loss NaN.
 MIN_INPUT_SIDE = 16
 LossFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+#: What a step reports to the loop: the step's number in its scale, the loss terms, the image.
+OnStep = Callable[[int, dict[str, float], torch.Tensor], None]
 
 
 @dataclass
@@ -239,8 +241,7 @@ def make_optimizer(name: str, params: list[torch.Tensor], lr: float | None,
 
 
 def optimise_scale(image: torch.Tensor, loss_fn: LossFn, iterations: int, optimizer: str,
-                   lr: float | None, on_step: Callable[[int, dict[str, float], torch.Tensor], None],
-                   start: int = 0) -> torch.Tensor:
+                   lr: float | None, on_step: OnStep, start: int = 0) -> torch.Tensor:
     """Minimise ``loss_fn(image)['total']`` over the pixels, from step ``start + 1``."""
     x = image.detach().clone().requires_grad_(True)
     opt = make_optimizer(optimizer, [x], lr, x.numel() // 3)
@@ -266,14 +267,41 @@ def optimise_scale(image: torch.Tensor, loss_fn: LossFn, iterations: int, optimi
     return x.detach()
 
 
-def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], LossFn],
+class Problem(ABC):
+    """One scale of a run as the loop sees it, whether the image is optimised in one piece
+    (``Whole``) or tile by tile (``tiling.TiledProblem``): the loop asks only this."""
+
+    @abstractmethod
+    def optimise(self, image: torch.Tensor, iterations: int, optimizer: str, lr: float | None,
+                 on_step: OnStep, start: int = 0) -> torch.Tensor:
+        """The image after steps ``start + 1`` to ``iterations``, each reported to ``on_step``."""
+
+    def describe(self) -> str | None:
+        """How the scale is split, for the log (a tiled step takes long); None if whole."""
+        return None
+
+
+@dataclass
+class Whole(Problem):
+    """A scale optimised in one piece: the loss of the whole image, one optimiser."""
+
+    loss: LossFn
+
+    def optimise(self, image: torch.Tensor, iterations: int, optimizer: str, lr: float | None,
+                 on_step: OnStep, start: int = 0) -> torch.Tensor:
+        return optimise_scale(image, self.loss, iterations, optimizer, lr, on_step, start)
+
+
+def run(scales: list[Scale], init: torch.Tensor,
+        loss_for: Callable[[Scale], LossFn | Problem],
         optimizer: str = "lbfgs", lr: float | None = None,
         callbacks: Sequence[Callback] = (), resume: Checkpoint | None = None,
         settings: dict | None = None, progress: bool = True,
-        tiled_for: Callable[[Scale, int], TiledProblem] | None = None) -> torch.Tensor:
+        tiled_for: Callable[[Scale, int], Problem] | None = None) -> torch.Tensor:
     """Run the schedule from ``init`` (or a checkpoint) and return the final image.
 
-    ``loss_for`` may return a ``TiledProblem`` for scales too large for memory; with
+    ``loss_for`` gives each scale's loss, or a ``Problem`` of its own (a ``TiledProblem``
+    for scales too large for memory); with
     ``tiled_for``, a scale that runs out of GPU memory is retried in ever smaller tiles.
     """
     total = sum(s.iterations for s in scales)
@@ -304,14 +332,16 @@ def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], Los
                     cb(step)
 
             problem = loss_for(scale)
-            if isinstance(problem, TiledProblem) and progress:
-                bar.write(f"scale {index + 1}: {scale.width}x{scale.height} in "
-                          f"{problem.describe()}")
+            if not isinstance(problem, Problem):
+                problem = Whole(problem)
+            split = problem.describe()
+            if split and progress:
+                bar.write(f"scale {index + 1}: {scale.width}x{scale.height} in {split}")
             tile = max(scale.height, scale.width)
             while True:
                 try:
-                    image = _optimise(problem, image, scale.iterations, optimizer, lr, on_step,
-                                      state["iteration"])
+                    image = problem.optimise(image, scale.iterations, optimizer, lr, on_step,
+                                             state["iteration"])
                     break
                 except torch.cuda.OutOfMemoryError:
                     if tiled_for is None or tile <= 256:
@@ -331,13 +361,6 @@ def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], Los
         raise Interrupted(state["image"].detach().cpu(), ckpt, signum_of(stop)) from None
     bar.close()
     return image.detach()
-
-
-def _optimise(problem: LossFn | TiledProblem, image: torch.Tensor, iterations: int,
-              optimizer: str, lr: float | None, on_step, start: int) -> torch.Tensor:
-    if isinstance(problem, TiledProblem):
-        return problem.optimise(image, iterations, optimizer, lr, on_step, start)
-    return optimise_scale(image, problem, iterations, optimizer, lr, on_step, start)
 
 
 class Snapshots:
