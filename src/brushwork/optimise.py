@@ -2,8 +2,10 @@
 
 A run is a schedule of scales, coarse to fine: each scale starts from the previous result
 upsampled, builds its loss once (targets are computed per scale, not per step), and takes
-a number of L-BFGS or Adam steps. Most iterations happen at low resolution, where a step
-costs a fraction of a full-size one, so the fine scales only refine detail.
+a number of L-BFGS or Adam steps, through one interface (``Problem``) whether the scale is
+optimised whole (``Whole``) or in tiles (``tiling.TiledProblem``). Most iterations happen
+at low resolution, where a step costs a fraction of a full-size one, so the fine scales
+only refine detail.
 
 Each step reports a ``Step`` to callbacks (progress bar, recording, checkpoints). Ctrl-C
 raises ``Interrupted`` carrying the best image so far and a checkpoint to resume from.
@@ -28,6 +30,7 @@ from tqdm import tqdm
 
 from brushwork.errors import BrushworkError
 from brushwork.io import load_payload, save_payload
+from brushwork.options import require
 from brushwork.signals import signum_of
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -158,34 +161,6 @@ class Interrupted(Exception):
     @property
     def reason(self) -> str:
         return signal.Signals(self.signum).name
-
-
-def require_finite(flag: str, value: float) -> None:
-    """NaN passes every comparison (``nan < 0`` is false), so ranges are checked after this."""
-    if not math.isfinite(value):
-        raise BrushworkError(f"--{flag.replace('_', '-')} {value}: give a finite number")
-
-
-def require(flag: str, value: float, least: float, above: bool = False, hint: str = "") -> None:
-    """The one-line error for a setting below its least value (``above``: at it, too), so
-    that every options check words it alike: "--lr -1 must be above 0, e.g. 0.02"."""
-    require_finite(flag, value)
-    if value < least or (above and value == least):
-        need = "not be negative" if least == 0 and not above else \
-            f"be {'above' if above else 'at least'} {least:g}"
-        raise BrushworkError(f"--{flag.replace('_', '-')} {value:g} must {need}{hint}")
-
-
-def check_schedule(scales: int, iterations: Sequence[int] | int, lr: float | None) -> None:
-    """The settings every pixel-optimising run shares, checked before any heavy work."""
-    require("scales", scales, 1)
-    if not isinstance(iterations, int) and len(iterations) != scales:
-        raise BrushworkError(f"--iterations: {len(iterations)} counts for --scales {scales}; "
-                             "give one total, or one count per scale (coarse first)")
-    for count in [iterations] if isinstance(iterations, int) else iterations:
-        require("iterations", count, 1)
-    if lr is not None:
-        require("lr", lr, 0, above=True, hint=", e.g. 1 for L-BFGS or 0.02 for Adam")
 
 
 def pyramid(height: int, width: int, scales: int, iterations: Sequence[int] | int,

@@ -71,7 +71,8 @@ def blend_window(box: tuple[int, int, int, int], height: int, width: int, overla
     """(1, 1, h, w) weights for writing the tile ``box`` (y0, y1, x0, x1) of a ``height`` x
     ``width`` image back among its neighbours: 1 inside, rising from near 0 across
     ``overlap`` px on each side that meets another tile (``profile`` gives the rise at
-    the pixel centres 0.5 .. k - 0.5 of a k px ramp), so that no seam shows. Shared by optimised tiles and fast transfer's tiles."""
+    the pixel centres 0.5 .. k - 0.5 of a k px ramp), so that no seam shows. Optimised
+    tiles and fast transfer's tiles share it."""
     y0, y1, x0, x1 = box
 
     def ramp(n: int, lo_inner: bool, hi_inner: bool) -> torch.Tensor:

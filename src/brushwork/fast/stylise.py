@@ -33,6 +33,7 @@ from brushwork.errors import BrushworkError, brief
 from brushwork.fast.model import FastModel, load_model
 from brushwork.fast.network import STRIDE, TransformerNet
 from brushwork.optimise import resize
+from brushwork.options import require
 from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
 from brushwork.tiling import blend_window
 from brushwork.video import is_video
@@ -89,8 +90,7 @@ class FastOptions:
         if self.preserve_colour not in colour.COLOUR_MODES:
             raise BrushworkError(f"--preserve-colour {self.preserve_colour!r}: use one of "
                                  f"{', '.join(colour.COLOUR_MODES)}")
-        if self.batch_size < 1:
-            raise BrushworkError("--batch-size must be at least 1")
+        require("batch_size", self.batch_size, 1)
         if self.size is not None:
             io.check_size(self.size)
         if self.max_tile is not None and self.max_tile < 64:
