@@ -45,10 +45,11 @@ def imports(name: str, path: Path, known: set[str]) -> Iterator[tuple[str, int]]
 
 
 def graph() -> dict[str, list[tuple[str, int]]]:
+    """Each module's imports of other brushwork modules, once per module and line."""
     found = modules()
     known = set(found)
-    return {name: [(target, line) for target, line in imports(name, path, known)
-                   if target != name]
+    return {name: sorted({(target, line) for target, line in imports(name, path, known)
+                          if target != name})
             for name, path in found.items()}
 
 
@@ -103,12 +104,15 @@ def test_imports_go_only_down_the_floors():
 
 
 def test_no_circle_of_imports_within_a_floor():
-    same: dict[str, set[str]] = {}
-    for module, targets in graph().items():
-        same[module] = {t for t, _ in targets if floor_of(t) == floor_of(module)}
-    circles = cycles(same)
-    assert not circles, "modules importing each other in a circle:\n  " + "\n  ".join(
-        " <-> ".join(c) for c in circles)
+    found = graph()
+    same = {m: {t for t, _ in targets if floor_of(t) == floor_of(m)}
+            for m, targets in found.items()}
+    lines = []
+    for circle in cycles(same):
+        lines.append("circle: " + ", ".join(circle))
+        lines += [f"    {m} imports {t} at line {n}" for m in circle for t, n in found[m]
+                  if t in circle]
+    assert not lines, "modules importing each other in a circle:\n  " + "\n  ".join(lines)
 
 
 def test_side_by_side_modules_do_not_import_each_other():
