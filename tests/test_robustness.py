@@ -22,7 +22,7 @@ import torch
 
 from brushwork import io
 from brushwork.cli import main
-from brushwork.commands import stylize as stylize_command
+from brushwork.commands import common as command_helpers
 from brushwork.optimise import Checkpoint, Snapshots
 
 CPU = ["--quiet", "--device", "cpu", "--precision", "float32"]
@@ -362,7 +362,7 @@ class StopAtStep3(Snapshots):
 def interrupted(monkeypatch, argv: list[str]) -> Path:
     """Run ``argv`` up to step 3 as if interrupted there; the checkpoint it left."""
     with monkeypatch.context() as patch:
-        patch.setattr(stylize_command, "Snapshots", StopAtStep3)
+        patch.setattr(command_helpers, "Snapshots", StopAtStep3)
         assert main(argv) == 130
     return Path(f"{argv[argv.index('-o') + 1]}.ckpt")
 

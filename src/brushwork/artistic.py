@@ -17,17 +17,16 @@ from PIL import Image
 
 from brushwork import colour, io
 from brushwork.errors import BrushworkError
-from brushwork.losses import content_loss, gram, style_loss, tv_loss
+from brushwork.losses import content_loss, gram, style_loss, tv_loss, weighted_total
 from brushwork.optimise import (
     Callback,
     Checkpoint,
     Scale,
-    check_schedule,
     pyramid,
-    require,
     resize,
     run,
 )
+from brushwork.options import check_schedule, require
 from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
 from brushwork.tiling import (
     MIN_TILE,
@@ -37,7 +36,7 @@ from brushwork.tiling import (
     choose_tile,
     grid,
 )
-from brushwork.vgg import Features, check_layers
+from brushwork.vgg import Features, check_layers, run_network
 
 ImageLike = str | os.PathLike | Image.Image | torch.Tensor
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -186,16 +185,21 @@ class ArtisticLoss(torch.nn.Module):
         """Layer-weighted Gram losses against the targets (photo.PhotoLoss masks them)."""
         return sum(w * self._style(n, feats[n]) for n, w in self.style_w.items())
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        o = self.options
+    def terms(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The unweighted terms of ``image``: content, style, tv."""
         with autocast(image.device, self.dtype):
             feats = self.net(image)
         c = sum(w * content_loss(feats[n], self.content_targets[n])
                 for n, w in self.content_w.items())
-        s = self.style_term(feats)
-        t = tv_loss(image)
-        total = o.content_weight * c + o.style_weight * s + o.tv_weight * t
-        return {"content": c, "style": s, "tv": t, "total": total}
+        return {"content": c, "style": self.style_term(feats), "tv": tv_loss(image)}
+
+    def weights(self) -> dict[str, float]:
+        """The weight of each term in the total."""
+        o = self.options
+        return {"content": o.content_weight, "style": o.style_weight, "tv": o.tv_weight}
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        return weighted_total(self.terms(image), self.weights())
 
 
 def style_grams(net: Features, styles: Sequence[torch.Tensor], blend: Sequence[float],
@@ -335,19 +339,9 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
 
 def feature_network(options: StyleOptions, device: torch.device,
                     dtype: torch.dtype) -> Features:
-    """VGG-19 cut after the deepest content or style layer, laid out for speed on ``device``."""
-    net = Features(tuple(options.content_layers) + tuple(options.style_layers),
-                   options.pooling, options_weights(options)).to(device)
-    if device.type == "cpu" or dtype != torch.float32:
-        net = net.to(memory_format=torch.channels_last)
-    return net
-
-
-def options_weights(options: StyleOptions) -> dict[str, torch.Tensor]:
-    """The VGG-19 state dict that ``options.weights`` names (else the default provisioning)."""
-    from brushwork import weights
-
-    return weights.load(options.weights)
+    """The run's VGG-19, cut after the deepest content or style layer."""
+    return run_network((*options.content_layers, *options.style_layers), options.pooling,
+                       options.weights, device, dtype)
 
 
 def stylize(content: ImageLike, styles: ImageLike | Sequence[ImageLike],

@@ -1,4 +1,6 @@
-"""The `brushwork` command: argument parsing only; every command calls into the modules.
+"""The `brushwork` command: the entry point that builds the parser from the commands' registry
+(``commands.common.COMMANDS``), checks every command's numbers and outputs, and turns errors
+and signals into exit statuses.
 
 Errors the user can fix arrive as ``BrushworkError`` and are printed as one line
 (``brushwork: ...``) with exit status 2, as are argparse's own (``Parser``); Ctrl-C, SIGTERM
@@ -14,16 +16,11 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import NoReturn
 
 from brushwork import signals
 from brushwork.errors import BrushworkError
-
-EXAMPLES = Path(__file__).parent / "examples"
-Handler = Callable[[argparse.Namespace], int]
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
 
 
 class Parser(argparse.ArgumentParser):
@@ -33,101 +30,10 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} -h)\n")
 
 
-def command(name: str, help_text: str, configure: Callable[[argparse.ArgumentParser], None]):
-    """Register a subcommand: its parser setup and the function that runs it."""
-    def register(fn: Handler) -> Handler:
-        COMMANDS[name] = (help_text, configure, fn)
-        return fn
-    return register
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.replace(",", " ").split())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers") from None
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v for v in text.replace(",", " ").split() if v)
-
-
-def _iterations(text: str) -> int | tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.replace(",", " ").split())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number, or one per scale") from None
-    return values[0] if len(values) == 1 else values
-
-
-def add_weight_args(g: argparse._ArgumentGroup, defaults) -> None:
-    """--content-weight, --style-weight, --tv-weight: the balance every loss shares."""
-    g.add_argument("--content-weight", type=float, default=defaults.content_weight)
-    g.add_argument("--style-weight", type=float, default=defaults.style_weight)
-    g.add_argument("--tv-weight", type=float, default=defaults.tv_weight)
-
-
-def add_layer_args(g: argparse._ArgumentGroup, defaults, weights: bool = True) -> None:
-    """The VGG layers of the content and style terms and (``weights``) their weights."""
-    for term in ("content", "style"):
-        layers = getattr(defaults, f"{term}_layers")
-        g.add_argument(f"--{term}-layers", type=_names, default=layers,
-                       help=f"comma-separated [{','.join(layers)}]")
-        if weights:
-            given = getattr(defaults, f"{term}_layer_weights")
-            g.add_argument(f"--{term}-layer-weights", type=_floats, default=given,
-                           help=f"one per {term} layer "
-                                f"[{','.join(map('{:g}'.format, given)) if given else 'equal'}]")
-
-
-def add_optimisation_args(p: argparse.ArgumentParser, defaults,
-                          inits: str = "content, noise, style") -> None:
-    """Flags shared by every pixel-optimising command (stylize, photo, reconstruct);
-    ``inits`` names the starting images the command's --init accepts besides a file."""
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--size", type=int, default=defaults.size,
-                   help="longest side of the output in pixels [%(default)s]")
-    g.add_argument("--iterations", "--num-iterations", type=_iterations,
-                   default=defaults.iterations,
-                   help="total steps, split over the scales, or one count per scale "
-                        "(coarse first, comma-separated) [%(default)s]")
-    g.add_argument("--scales", type=int, default=defaults.scales,
-                   help="levels of the coarse-to-fine pyramid, sqrt(2) apart [%(default)s]")
-    g.add_argument("--optimizer", choices=("lbfgs", "adam"), default=defaults.optimizer)
-    g.add_argument("--lr", type=float, default=None,
-                   help="step size (L-BFGS 1.0, Adam 0.02 unless given)")
-    g.add_argument("--init", default=defaults.init,
-                   help=f"{inits}, or an image file [%(default)s]")
-    g.add_argument("--seed", type=int, default=defaults.seed)
-    g.add_argument("--pooling", choices=("max", "avg"), default=defaults.pooling)
-    g.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N")
-    g.add_argument("--precision", default=defaults.precision,
-                   choices=("auto", "float32", "bfloat16", "float16"),
-                   help="network precision; auto uses bf16/fp16 only where the hardware "
-                        "has it [%(default)s]")
-    g.add_argument("--weights", default=None, help="VGG-19 weights file (.h5, .mat or .pt)")
-    g.add_argument("--save-every", type=int, default=0, metavar="N",
-                   help="write the image every N steps next to the output")
-    g.add_argument("--checkpoint-every", type=int, default=25, metavar="N",
-                   help="write OUTPUT.ckpt every N steps for --resume; 0 = only by time "
-                        "(--checkpoint-minutes) [%(default)s]")
-    g.add_argument("--checkpoint-minutes", type=float, default=5.0, metavar="M",
-                   help="also write it when M minutes have passed since the last one, for "
-                        "large sizes where a step takes minutes; 0 = off [%(default)s]")
-    g.add_argument("--resume", action="store_true",
-                   help="continue from OUTPUT.ckpt left by an interrupted run")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    g.add_argument("--record", metavar="FILE", help="save the image as it evolves: a .gif, "
-                   "or an .mp4 with imageio-ffmpeg")
-    g.add_argument("--record-frames", type=int, default=60, metavar="N",
-                   help="frames in the recording, spread evenly over the run [%(default)s]")
-    g.add_argument("--plot", metavar="FILE", help="save the loss curves per term as an image "
-                   "(needs matplotlib)")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `brushwork` script."""
     import brushwork.commands  # noqa: F401  (registers the subcommands)
+    from brushwork.commands.common import COMMANDS
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].startswith("--") and argv[0] not in ("-h", "--help", "--version"):

@@ -30,13 +30,13 @@ from brushwork.optimise import (
     Checkpoint,
     LossFn,
     Scale,
-    check_schedule,
     pyramid,
     resize,
     run,
 )
+from brushwork.options import check_schedule
 from brushwork.runtime import autocast, pick_device, resolve_precision
-from brushwork.vgg import LAYERS, Features, check_layers
+from brushwork.vgg import LAYERS, Features, check_layers, run_network
 
 ImageLike = str | os.PathLike | Image.Image | torch.Tensor
 BLOCK_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -319,10 +319,8 @@ def reconstruct_tensor(target: torch.Tensor, options: ReconstructOptions,
     device = pick_device(options.device)
     dtype = resolve_precision(options.precision, device)
     target = target.to(device)
-    net = Features(options.content_layers + options.style_layers, options.pooling,
-                   weights_mod.load(options.weights)).to(device)
-    if device.type == "cpu" or dtype != torch.float32:
-        net = net.to(memory_format=torch.channels_last)
+    net = run_network((*options.content_layers, *options.style_layers), options.pooling,
+                      options.weights, device, dtype)
 
     def loss_for(scale: Scale) -> LossFn:
         return ReconstructionLoss(net, resize(target, scale.height, scale.width),

@@ -29,6 +29,12 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 MAX_SIZE = 16384
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
                 ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+#: The suffixes by which image files are picked out of a folder (training photos, a folder
+#: to stylise): on the ground floor, as every floor above that reads folders needs them.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+#: The bundled example images: the demo's photo and paintings, styles named by their stem,
+#: and training's preview photos.
+EXAMPLES = Path(__file__).parent / "examples"
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:

@@ -12,6 +12,8 @@ balance shifts with resolution; this choice differs on purpose.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 
@@ -49,3 +51,16 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     dx = image[..., :, 1:] - image[..., :, :-1]
     dy = image[..., 1:, :] - image[..., :-1, :]
     return dx.float().pow(2).mean() + dy.float().pow(2).mean()
+
+
+def weighted_total(terms: dict[str, torch.Tensor],
+                   weights: Mapping[str, float]) -> dict[str, torch.Tensor]:
+    """``terms`` and, as ``"total"``, their weighted sum: the one number an optimiser lowers.
+
+    One sum for every job (artistic, photo, training), in the terms' order, so that a given
+    set of weights balances the terms alike wherever it is used.
+    """
+    total: torch.Tensor | float = 0.0
+    for name, value in terms.items():
+        total = total + weights[name] * value
+    return {**terms, "total": total}

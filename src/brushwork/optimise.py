@@ -2,8 +2,10 @@
 
 A run is a schedule of scales, coarse to fine: each scale starts from the previous result
 upsampled, builds its loss once (targets are computed per scale, not per step), and takes
-a number of L-BFGS or Adam steps. Most iterations happen at low resolution, where a step
-costs a fraction of a full-size one, so the fine scales only refine detail.
+a number of L-BFGS or Adam steps, through one interface (``Problem``) whether the scale is
+optimised whole (``Whole``) or in tiles (``tiling.TiledProblem``). Most iterations happen
+at low resolution, where a step costs a fraction of a full-size one, so the fine scales
+only refine detail.
 
 Each step reports a ``Step`` to callbacks (progress bar, recording, checkpoints). Ctrl-C
 raises ``Interrupted`` carrying the best image so far and a checkpoint to resume from.
@@ -17,6 +19,7 @@ import os
 import signal
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
@@ -27,8 +30,8 @@ from tqdm import tqdm
 
 from brushwork.errors import BrushworkError
 from brushwork.io import load_payload, save_payload
+from brushwork.options import require
 from brushwork.signals import signum_of
-from brushwork.tiling import TiledProblem
 
 OPTIMIZERS = ("lbfgs", "adam")
 #: The shortest side VGG-19 can take up to its block-5 layers (relu5_1, the deepest a loss
@@ -36,6 +39,8 @@ OPTIMIZERS = ("lbfgs", "adam")
 #: and an empty feature map makes the loss NaN.
 MIN_INPUT_SIDE = 16
 LossFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+#: What a step reports to the loop: the step's number in its scale, the loss terms, the image.
+OnStep = Callable[[int, dict[str, float], torch.Tensor], None]
 
 
 @dataclass
@@ -158,34 +163,6 @@ class Interrupted(Exception):
         return signal.Signals(self.signum).name
 
 
-def require_finite(flag: str, value: float) -> None:
-    """NaN passes every comparison (``nan < 0`` is false), so ranges are checked after this."""
-    if not math.isfinite(value):
-        raise BrushworkError(f"--{flag.replace('_', '-')} {value}: give a finite number")
-
-
-def require(flag: str, value: float, least: float, above: bool = False, hint: str = "") -> None:
-    """The one-line error for a setting below its least value (``above``: at it, too), so
-    that every options check words it alike: "--lr -1 must be above 0, e.g. 0.02"."""
-    require_finite(flag, value)
-    if value < least or (above and value == least):
-        need = "not be negative" if least == 0 and not above else \
-            f"be {'above' if above else 'at least'} {least:g}"
-        raise BrushworkError(f"--{flag.replace('_', '-')} {value:g} must {need}{hint}")
-
-
-def check_schedule(scales: int, iterations: Sequence[int] | int, lr: float | None) -> None:
-    """The settings every pixel-optimising run shares, checked before any heavy work."""
-    require("scales", scales, 1)
-    if not isinstance(iterations, int) and len(iterations) != scales:
-        raise BrushworkError(f"--iterations: {len(iterations)} counts for --scales {scales}; "
-                             "give one total, or one count per scale (coarse first)")
-    for count in [iterations] if isinstance(iterations, int) else iterations:
-        require("iterations", count, 1)
-    if lr is not None:
-        require("lr", lr, 0, above=True, hint=", e.g. 1 for L-BFGS or 0.02 for Adam")
-
-
 def pyramid(height: int, width: int, scales: int, iterations: Sequence[int] | int,
             min_side: int = 32) -> list[Scale]:
     """Sizes halving in area per level (factor sqrt 2 per side) down from the output size.
@@ -239,8 +216,7 @@ def make_optimizer(name: str, params: list[torch.Tensor], lr: float | None,
 
 
 def optimise_scale(image: torch.Tensor, loss_fn: LossFn, iterations: int, optimizer: str,
-                   lr: float | None, on_step: Callable[[int, dict[str, float], torch.Tensor], None],
-                   start: int = 0) -> torch.Tensor:
+                   lr: float | None, on_step: OnStep, start: int = 0) -> torch.Tensor:
     """Minimise ``loss_fn(image)['total']`` over the pixels, from step ``start + 1``."""
     x = image.detach().clone().requires_grad_(True)
     opt = make_optimizer(optimizer, [x], lr, x.numel() // 3)
@@ -266,14 +242,41 @@ def optimise_scale(image: torch.Tensor, loss_fn: LossFn, iterations: int, optimi
     return x.detach()
 
 
-def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], LossFn],
+class Problem(ABC):
+    """One scale of a run as the loop sees it, whether the image is optimised in one piece
+    (``Whole``) or tile by tile (``tiling.TiledProblem``): the loop asks only this."""
+
+    @abstractmethod
+    def optimise(self, image: torch.Tensor, iterations: int, optimizer: str, lr: float | None,
+                 on_step: OnStep, start: int = 0) -> torch.Tensor:
+        """The image after steps ``start + 1`` to ``iterations``, each reported to ``on_step``."""
+
+    def describe(self) -> str | None:
+        """How the scale is split, for the log (a tiled step takes long); None if whole."""
+        return None
+
+
+@dataclass
+class Whole(Problem):
+    """A scale optimised in one piece: the loss of the whole image, one optimiser."""
+
+    loss: LossFn
+
+    def optimise(self, image: torch.Tensor, iterations: int, optimizer: str, lr: float | None,
+                 on_step: OnStep, start: int = 0) -> torch.Tensor:
+        return optimise_scale(image, self.loss, iterations, optimizer, lr, on_step, start)
+
+
+def run(scales: list[Scale], init: torch.Tensor,
+        loss_for: Callable[[Scale], LossFn | Problem],
         optimizer: str = "lbfgs", lr: float | None = None,
         callbacks: Sequence[Callback] = (), resume: Checkpoint | None = None,
         settings: dict | None = None, progress: bool = True,
-        tiled_for: Callable[[Scale, int], TiledProblem] | None = None) -> torch.Tensor:
+        tiled_for: Callable[[Scale, int], Problem] | None = None) -> torch.Tensor:
     """Run the schedule from ``init`` (or a checkpoint) and return the final image.
 
-    ``loss_for`` may return a ``TiledProblem`` for scales too large for memory; with
+    ``loss_for`` gives each scale's loss, or a ``Problem`` of its own (a ``TiledProblem``
+    for scales too large for memory); with
     ``tiled_for``, a scale that runs out of GPU memory is retried in ever smaller tiles.
     """
     total = sum(s.iterations for s in scales)
@@ -304,14 +307,16 @@ def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], Los
                     cb(step)
 
             problem = loss_for(scale)
-            if isinstance(problem, TiledProblem) and progress:
-                bar.write(f"scale {index + 1}: {scale.width}x{scale.height} in "
-                          f"{problem.describe()}")
+            if not isinstance(problem, Problem):
+                problem = Whole(problem)
+            split = problem.describe()
+            if split and progress:
+                bar.write(f"scale {index + 1}: {scale.width}x{scale.height} in {split}")
             tile = max(scale.height, scale.width)
             while True:
                 try:
-                    image = _optimise(problem, image, scale.iterations, optimizer, lr, on_step,
-                                      state["iteration"])
+                    image = problem.optimise(image, scale.iterations, optimizer, lr, on_step,
+                                             state["iteration"])
                     break
                 except torch.cuda.OutOfMemoryError:
                     if tiled_for is None or tile <= 256:
@@ -331,13 +336,6 @@ def run(scales: list[Scale], init: torch.Tensor, loss_for: Callable[[Scale], Los
         raise Interrupted(state["image"].detach().cpu(), ckpt, signum_of(stop)) from None
     bar.close()
     return image.detach()
-
-
-def _optimise(problem: LossFn | TiledProblem, image: torch.Tensor, iterations: int,
-              optimizer: str, lr: float | None, on_step, start: int) -> torch.Tensor:
-    if isinstance(problem, TiledProblem):
-        return problem.optimise(image, iterations, optimizer, lr, on_step, start)
-    return optimise_scale(image, problem, iterations, optimizer, lr, on_step, start)
 
 
 class Snapshots:

@@ -35,7 +35,6 @@ from brushwork.artistic import (
     feature_network,
     initial_image,
     layer_weights,
-    options_weights,
     styles_at,
 )
 from brushwork.errors import BrushworkError, brief
@@ -52,9 +51,10 @@ from brushwork.matting import (
     scribble_constraints,
     trimap_constraints,
 )
-from brushwork.optimise import Callback, Checkpoint, Scale, pyramid, require_finite, resize, run
+from brushwork.optimise import Callback, Checkpoint, Scale, pyramid, resize, run
+from brushwork.options import require_finite
 from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
-from brushwork.vgg import Features, layer_shape_factor
+from brushwork.vgg import Features, layer_shape_factor, run_network
 
 MaskLike = str | os.PathLike | Image.Image | np.ndarray
 # The colours of Luan et al.'s label images: the corners of the RGB cube and mid grey.
@@ -342,13 +342,14 @@ class PhotoLoss(ArtisticLoss):
     def style_term(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.regions(feats)
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        terms = super().forward(image)
+    def terms(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = super().terms(image)
         if self.matting is not None:
-            m = self.matting(image) / (image.shape[-2] * image.shape[-1])
-            terms["matting"] = m
-            terms["total"] = terms["total"] + self.options.matting_weight * m
+            terms["matting"] = self.matting(image) / (image.shape[-2] * image.shape[-1])
         return terms
+
+    def weights(self) -> dict[str, float]:
+        return {**super().weights(), "matting": self.options.matting_weight}
 
 
 # ---------------------------------------------------------------- the procedure
@@ -453,7 +454,8 @@ def photo_tensor(content: torch.Tensor, style: torch.Tensor, content_labels: np.
         if options.regions == 1:
             content_labels, style_labels = single_region(content), single_region(style)
         else:
-            auto_net = Features((AUTO_LAYER,), options.pooling, options_weights(options)).to(device)
+            auto_net = run_network((AUTO_LAYER,), options.pooling, options.weights, device,
+                                   channels_last=False)
             content_labels, style_labels = auto_labels(content, style, options.regions,
                                                        auto_net, options.seed)
     regions = match_regions(content_labels, style_labels, names)

@@ -16,7 +16,7 @@ from brushwork.artistic import StyleOptions, style_bytes, tile_for
 from brushwork.optimise import pyramid
 from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
 from brushwork.tiling import bytes_per_pixel, grid
-from brushwork.vgg import Features
+from brushwork.vgg import run_network
 
 CALIBRATION_SIDE = 128
 # A tiled scale re-measures every tile's Gram once per visit (a forward pass per tile).
@@ -37,8 +37,8 @@ class PlannedScale:
 def seconds_per_pixel_step(options: StyleOptions, device: torch.device,
                            dtype: torch.dtype) -> float:
     """Measure one optimisation step's cost per pixel at a small size."""
-    net = Features(tuple(options.content_layers) + tuple(options.style_layers),
-                   options.pooling).to(device)
+    net = run_network((*options.content_layers, *options.style_layers), options.pooling,
+                      options.weights, device, dtype)
     x = torch.rand(1, 3, CALIBRATION_SIDE, CALIBRATION_SIDE, device=device, requires_grad=True)
     best = float("inf")
     for _ in range(2):

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from brushwork.losses import gram
+from brushwork.optimise import OnStep, Problem, optimise_scale
 from brushwork.runtime import autocast
-from brushwork.vgg import Features, layer_shape_factor
+from brushwork.vgg import LAYERS, Features, layer_shape_factor
 
 # Saved activations, their gradients and convolution workspace, as a multiple of the
 # activations alone. With it the estimate for VGG-19 up to relu5_1 is 3.6 kB per pixel;
@@ -53,23 +54,41 @@ class Tile:
 
     def window(self, height: int, width: int, overlap: int,
                device: torch.device | None = None) -> torch.Tensor:
-        """Blend weights: 1 inside, ramping to 0 across the overlap on interior edges only."""
-        h, w = self.y1 - self.y0, self.x1 - self.x0
+        """Blend weights: 1 inside, ramping linearly to 0 across the overlap on interior
+        edges only."""
+        return blend_window((self.y0, self.y1, self.x0, self.x1), height, width, overlap,
+                            device=device)
 
-        def ramp(n: int, lo_inner: bool, hi_inner: bool) -> torch.Tensor:
-            r = torch.ones(n, device=device)
-            k = min(overlap, n // 2)
-            if k > 0:
-                edge = (torch.arange(k, device=device, dtype=torch.float32) + 0.5) / k
-                if lo_inner:
-                    r[:k] = edge
-                if hi_inner:
-                    r[n - k:] = edge.flip(0)
-            return r
 
-        wy = ramp(h, self.y0 > 0, self.y1 < height)
-        wx = ramp(w, self.x0 > 0, self.x1 < width)
-        return (wy[:, None] * wx[None, :]).view(1, 1, h, w)
+def linear(centres: torch.Tensor, k: int) -> torch.Tensor:
+    """The blend ramp of optimised tiles: straight from 0 to 1 over the ``k`` pixel centres."""
+    return centres / k
+
+
+def blend_window(box: tuple[int, int, int, int], height: int, width: int, overlap: int,
+                 profile: Callable[[torch.Tensor, int], torch.Tensor] = linear,
+                 device: torch.device | None = None) -> torch.Tensor:
+    """(1, 1, h, w) weights for writing the tile ``box`` (y0, y1, x0, x1) of a ``height`` x
+    ``width`` image back among its neighbours: 1 inside, rising from near 0 across
+    ``overlap`` px on each side that meets another tile (``profile`` gives the rise at
+    the pixel centres 0.5 .. k - 0.5 of a k px ramp), so that no seam shows. Optimised
+    tiles and fast transfer's tiles share it."""
+    y0, y1, x0, x1 = box
+
+    def ramp(n: int, lo_inner: bool, hi_inner: bool) -> torch.Tensor:
+        r = torch.ones(n, device=device)
+        k = min(overlap, n // 2)
+        if k > 0:
+            edge = profile(torch.arange(k, device=device, dtype=torch.float32) + 0.5, k)
+            if lo_inner:
+                r[:k] = edge
+            if hi_inner:
+                r[n - k:] = torch.minimum(r[n - k:], edge.flip(0))
+        return r
+
+    wy = ramp(y1 - y0, y0 > 0, y1 < height)
+    wx = ramp(x1 - x0, x0 > 0, x1 < width)
+    return (wy[:, None] * wx[None, :]).view(1, 1, y1 - y0, x1 - x0)
 
 
 def _starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -98,8 +117,6 @@ def grid(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
 
 def bytes_per_pixel(layers: list[str], dtype: torch.dtype = torch.float32) -> float:
     """Estimated memory of one forward+backward pass per image pixel, for the deepest layer."""
-    from brushwork.vgg import LAYERS
-
     deepest = max(LAYERS.index(n) for n in layers)
     floats = 3.0
     for name in LAYERS[: deepest + 1]:
@@ -185,7 +202,7 @@ def sweeps(iterations: int, steps_per_visit: int) -> Iterator[int]:
 
 
 @dataclass
-class TiledProblem:
+class TiledProblem(Problem):
     """One pyramid scale optimised tile by tile: what ``optimise.run`` does for big scales."""
 
     tiles: list[Tile]
@@ -200,11 +217,8 @@ class TiledProblem:
         return f"{len(self.tiles)} tiles of up to {side} px, {self.overlap} px overlap"
 
     def optimise(self, image: torch.Tensor, iterations: int, optimizer: str, lr: float | None,
-                 on_step: Callable[[int, dict[str, float], torch.Tensor], None],
-                 start: int = 0) -> torch.Tensor:
+                 on_step: OnStep, start: int = 0) -> torch.Tensor:
         """Sweeps over the tiles, a few L-BFGS steps per visit, until ``iterations`` are done."""
-        from brushwork.optimise import optimise_scale
-
         image = image.detach().clone()
         height, width = image.shape[-2:]
         done = start

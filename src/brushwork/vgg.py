@@ -7,6 +7,7 @@ pays for conv5_2..conv5_4.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import torch
@@ -102,3 +103,18 @@ class Features(nn.Module):
             if name in self.layers:
                 out[name] = x
         return out
+
+
+def run_network(layers: Iterable[str], pooling: str, weights: str | os.PathLike | None,
+                device: torch.device, dtype: torch.dtype = torch.float32,
+                channels_last: bool | None = None) -> Features:
+    """The VGG-19 of a run: cut after the deepest of ``layers``, from the weights file the run
+    names (else the default provisioning), on ``device``, laid out channels-last where that
+    is faster (on the CPU, and in half precision) unless ``channels_last`` says otherwise.
+    Every job builds its network here, so that they agree on weights and layout."""
+    if channels_last is None:
+        channels_last = device.type == "cpu" or dtype != torch.float32
+    net = Features(layers, pooling, weights_mod.load(weights)).to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net

@@ -8,8 +8,8 @@ import warnings
 from pathlib import Path
 
 from brushwork import io
-from brushwork.cli import add_layer_args, add_weight_args, command
 from brushwork.colour import COLOUR_MODES
+from brushwork.commands.common import add_layer_args, add_weight_args, command
 from brushwork.errors import BrushworkError
 from brushwork.signals import signum_of
 

@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 
 from brushwork import io
-from brushwork.cli import _names, add_optimisation_args, command
-from brushwork.commands.stylize import run_with_snapshots
+from brushwork.commands.common import add_optimisation_args, command, name_list, run_with_snapshots
 from brushwork.errors import BrushworkError
 from brushwork.inspect import (
     BLOCK_LAYERS,
@@ -33,7 +32,7 @@ def _layer_list(values: list[tuple[str, ...]]) -> tuple[str, ...]:
 def _configure_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="the image to look at")
     p.add_argument("-o", "--output", required=True, help="the grid image to write")
-    p.add_argument("--layers", nargs="+", type=_names, default=[BLOCK_LAYERS],
+    p.add_argument("--layers", nargs="+", type=name_list, default=[BLOCK_LAYERS],
                    help="layers, one row each [relu1_1 relu2_1 relu3_1 relu4_1 relu5_1]")
     p.add_argument("--count", type=int, default=8,
                    help="feature maps per layer, and patches for --channel [%(default)s]")
@@ -62,10 +61,10 @@ def inspect(args: argparse.Namespace) -> int:
 def _configure_reconstruct(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="the image to reconstruct")
     p.add_argument("-o", "--output", required=True, help="output image (.png keeps settings)")
-    p.add_argument("--content-layer", "--content-layers", dest="content_layers", type=_names,
+    p.add_argument("--content-layer", "--content-layers", dest="content_layers", type=name_list,
                    default=(), help="rebuild from this layer's features, e.g. conv4_2 "
                                     "(with --figure: comma-separated, one tile each)")
-    p.add_argument("--style-layers", type=_names, default=(),
+    p.add_argument("--style-layers", type=name_list, default=(),
                    help="rebuild from these layers' Gram matrices, comma-separated, e.g. "
                         "relu1_1,relu2_1 (with --figure: one tile per growing prefix)")
     p.add_argument("--figure", action="store_true",

@@ -9,8 +9,13 @@ import numpy as np
 from PIL import Image
 
 from brushwork import io
-from brushwork.cli import add_layer_args, add_optimisation_args, add_weight_args, command
-from brushwork.commands.stylize import run_with_snapshots
+from brushwork.commands.common import (
+    add_layer_args,
+    add_optimisation_args,
+    add_weight_args,
+    command,
+    run_with_snapshots,
+)
 from brushwork.errors import BrushworkError
 from brushwork.photo import (
     PhotoOptions,

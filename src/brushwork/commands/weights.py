@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from brushwork import weights
-from brushwork.cli import command
+from brushwork.commands.common import command
 from brushwork.errors import BrushworkError
 
 

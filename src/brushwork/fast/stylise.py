@@ -32,9 +32,10 @@ from brushwork import colour, io
 from brushwork.errors import BrushworkError, brief
 from brushwork.fast.model import FastModel, load_model
 from brushwork.fast.network import STRIDE, TransformerNet
-from brushwork.fast.train import IMAGE_SUFFIXES
 from brushwork.optimise import resize
+from brushwork.options import require
 from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
+from brushwork.tiling import blend_window
 from brushwork.video import is_video
 
 #: Share of free memory one forward pass may take (the rest is for the image, the output
@@ -89,8 +90,7 @@ class FastOptions:
         if self.preserve_colour not in colour.COLOUR_MODES:
             raise BrushworkError(f"--preserve-colour {self.preserve_colour!r}: use one of "
                                  f"{', '.join(colour.COLOUR_MODES)}")
-        if self.batch_size < 1:
-            raise BrushworkError("--batch-size must be at least 1")
+        require("batch_size", self.batch_size, 1)
         if self.size is not None:
             io.check_size(self.size)
         if self.max_tile is not None and self.max_tile < 64:
@@ -161,16 +161,10 @@ def shared_statistics(net: TransformerNet,
             del module.forward
 
 
-def ramp_window(length: int, start: int, end: int, total: int, overlap: int) -> torch.Tensor:
-    """1-D blending weights of a tile covering start..end of total: raised-cosine ramps over
-    ``overlap`` pixels on the sides that meet another tile, flat 1 elsewhere."""
-    w = torch.ones(length)
-    ramp = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(overlap) + 0.5) / overlap)
-    if start > 0:
-        w[:overlap] = ramp
-    if end < total:
-        w[-overlap:] = torch.minimum(w[-overlap:], ramp.flip(0))
-    return w
+def raised_cosine(centres: torch.Tensor, k: int) -> torch.Tensor:
+    """The blend ramp of fast tiles over ``k`` pixel centres: flat at both ends, so a tile's
+    edge pixels (which saw reflected padding, not the neighbour) get almost no weight."""
+    return 0.5 - 0.5 * torch.cos(math.pi * centres / k)
 
 
 def tile_starts(total: int, tile: int, overlap: int) -> list[int]:
@@ -257,8 +251,7 @@ class Stylist:
                 for x in tile_starts(wt, side, overlap):
                     y1, x1 = min(ht, y + side), min(wt, x + side)
                     tile = self._forward(padded[..., y:y1, x:x1]).cpu()
-                    win = (ramp_window(y1 - y, y, y1, ht, overlap)[:, None]
-                           * ramp_window(x1 - x, x, x1, wt, overlap)[None, :])
+                    win = blend_window((y, y1, x, x1), ht, wt, overlap, raised_cosine)
                     out[..., y:y1, x:x1] += tile * win
                     weight[..., y:y1, x:x1] += win
         return (out / weight)[..., top:top + h, left:left + w]
@@ -314,13 +307,13 @@ def stylise_folder(stylist: Stylist, folder: str | os.PathLike,
     from tqdm import tqdm
 
     entries = sorted(Path(folder).iterdir())
-    files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
+    files = [p for p in entries if p.suffix.lower() in io.IMAGE_SUFFIXES]
     videos = [p.name for p in entries if is_video(p)]
     if videos:
         warnings.warn(f"{folder}: {len(videos)} videos left out ({brief(videos)}); a folder "
                       "run does images, give each video as the input", stacklevel=2)
     if not files:
-        raise BrushworkError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise BrushworkError(f"{folder}: no image files ({', '.join(io.IMAGE_SUFFIXES)})")
     out_dir = Path(output)
     written = []
     with tqdm(total=len(files), unit="image", disable=not progress or None) as bar:

@@ -32,7 +32,6 @@ from tqdm import tqdm
 
 from brushwork import io
 from brushwork.artistic import StyleOptions
-from brushwork.cli import EXAMPLES
 from brushwork.errors import BrushworkError
 from brushwork.fast.model import (
     CHECKPOINT_KIND,
@@ -42,14 +41,14 @@ from brushwork.fast.model import (
     save_model,
 )
 from brushwork.fast.network import TransformerNet
-from brushwork.io import load_payload, save_payload
-from brushwork.losses import content_loss, gram, style_loss, tv_loss
+from brushwork.io import EXAMPLES, IMAGE_SUFFIXES, load_payload, save_payload
+from brushwork.losses import content_loss, gram, style_loss, tv_loss, weighted_total
 from brushwork.optimise import changed_settings
+from brushwork.options import require
 from brushwork.runtime import autocast, pick_device, resolve_precision
 from brushwork.signals import shielded
-from brushwork.vgg import Features, check_layers
+from brushwork.vgg import Features, check_layers, run_network
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 #: Validation images shown in each preview (the first ones of --val, sorted by name).
 PREVIEW_IMAGES = 4
 _ARTISTIC = StyleOptions()
@@ -99,16 +98,13 @@ class TrainOptions:
         check_layers(self.content_layers)
         check_layers(self.style_layers)
         for flag in ("steps", "batch_size", "channels"):
-            if getattr(self, flag) < 1:
-                raise BrushworkError(f"--{flag.replace('_', '-')} must be at least 1")
+            require(flag, getattr(self, flag), 1)
         for flag in ("residual_blocks", "workers", "preview_every", "checkpoint_every",
                      "content_weight", "style_weight", "tv_weight"):
-            if getattr(self, flag) < 0:
-                raise BrushworkError(f"--{flag.replace('_', '-')} must not be negative")
-        if self.lr <= 0:
-            raise BrushworkError("--lr must be above 0, e.g. 0.001")
-        if self.minutes is not None and self.minutes <= 0:
-            raise BrushworkError("--minutes must be above 0")
+            require(flag, getattr(self, flag), 0)
+        require("lr", self.lr, 0, above=True, hint=", e.g. 0.001")
+        if self.minutes is not None:
+            require("minutes", self.minutes, 0, above=True)
         if not Path(self.data).is_dir():
             raise BrushworkError(f"{self.data}: not a folder; give --data a folder of photos")
         check_model_path(self.output)
@@ -268,9 +264,9 @@ class PerceptualLoss(torch.nn.Module):
         for n in o.style_layers:
             g = gram(feats[n])
             s = s + style_loss(g, self.style_targets[n].expand_as(g)) / len(o.style_layers)
-        t = tv_loss(output)
-        total = o.content_weight * c + o.style_weight * s + o.tv_weight * t
-        return {"content": c, "style": s, "tv": t, "total": total}
+        return weighted_total({"content": c, "style": s, "tv": tv_loss(output)},
+                              {"content": o.content_weight, "style": o.style_weight,
+                               "tv": o.tv_weight})
 
 
 @dataclass
@@ -359,9 +355,8 @@ class Trainer:
             self._resume(ckpt)
         elif options.init:
             self._init_from(options.init)
-        features = Features(tuple(options.content_layers) + tuple(options.style_layers),
-                            options.pooling, _vgg_state(options.weights))
-        features = features.to(device, memory_format=torch.channels_last)
+        features = run_network((*options.content_layers, *options.style_layers),
+                               options.pooling, options.weights, device, channels_last=True)
         style = io.load_image(self.style_file, options.style_size).to(device)
         self.loss = PerceptualLoss(features, style, options, self.dtype)
         self.model = self.net
@@ -533,12 +528,6 @@ def _device_name(ranks: Ranks) -> str:
     if ranks.device.type == "cuda":
         return torch.cuda.get_device_name(ranks.device)
     return "cpu"
-
-
-def _vgg_state(path: str | None) -> dict[str, torch.Tensor]:
-    from brushwork import weights
-
-    return weights.load(path)
 
 
 def train(options: TrainOptions, resume: bool = False) -> TrainResult:
