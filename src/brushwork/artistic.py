@@ -38,7 +38,7 @@ from brushwork.tiling import (
 )
 from brushwork.vgg import Features, check_layers, run_network
 
-ImageLike = str | os.PathLike | Image.Image | torch.Tensor
+ImageLike = io.ImageLike
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 INITS = ("content", "noise", "style")
 
@@ -52,6 +52,7 @@ class StyleOptions:
     """
 
     inits: ClassVar[tuple[str, ...]] = INITS  # the named starting images --init accepts
+    least_iterations: ClassVar[int] = 1
 
     size: int = 512
     content_layers: tuple[str, ...] = ("relu4_2",)
@@ -94,7 +95,7 @@ class StyleOptions:
         for name in ("content_weight", "style_weight", "tv_weight"):
             require(name, getattr(self, name), 0)
         require("style_scale", self.style_scale, 0, above=True, hint=", e.g. 0.5 or 1")
-        check_schedule(self.scales, self.iterations, self.lr)
+        check_schedule(self.scales, self.iterations, self.lr, self.least_iterations)
         require("overlap", self.overlap, 0)
         least = max(MIN_TILE, 2 * self.overlap)
         if self.tile not in (None, 0) and self.tile < least:

@@ -15,14 +15,16 @@ from fnmatch import fnmatchcase
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("faces", ("brushwork", "brushwork.__main__", "brushwork.cli", "brushwork.commands",
                "brushwork.commands.fast", "brushwork.commands.inspect",
-               "brushwork.commands.photo", "brushwork.commands.stylize",
+               "brushwork.commands.photo", "brushwork.commands.score",
+               "brushwork.commands.stylize",
                "brushwork.commands.weights")),
     # The helpers every command shares (argument groups, the registry, the run wrapper
     # with checkpoints): below the commands, so that they import it and never each other.
     ("command helpers", ("brushwork.commands.common",)),
     ("jobs", ("brushwork.artistic", "brushwork.photo", "brushwork.matting",
               "brushwork.inspect", "brushwork.recording", "brushwork.video",
-              "brushwork.planning", "brushwork.fast", "brushwork.fast.*")),
+              "brushwork.planning", "brushwork.quality", "brushwork.fast",
+              "brushwork.fast.*")),
     ("engine", ("brushwork.optimise", "brushwork.tiling")),
     ("ground", ("brushwork.io", "brushwork.weights", "brushwork.vgg", "brushwork.losses",
                 "brushwork.colour", "brushwork.runtime", "brushwork.signals",

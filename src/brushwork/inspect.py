@@ -38,7 +38,7 @@ from brushwork.options import check_schedule
 from brushwork.runtime import autocast, pick_device, resolve_precision
 from brushwork.vgg import LAYERS, Features, check_layers, run_network
 
-ImageLike = str | os.PathLike | Image.Image | torch.Tensor
+ImageLike = io.ImageLike
 BLOCK_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CAPTION = 16  # pixels of caption strip above each tile
 GAP = 2  # pixels between tiles and around the grid

@@ -35,6 +35,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 #: The bundled example images: the demo's photo and paintings, styles named by their stem,
 #: and training's preview photos.
 EXAMPLES = Path(__file__).parent / "examples"
+#: What the Python API takes wherever an image goes in.
+ImageLike = str | os.PathLike | Image.Image | torch.Tensor
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:

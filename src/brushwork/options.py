@@ -29,13 +29,15 @@ def require(flag: str, value: float, least: float, above: bool = False, hint: st
         raise BrushworkError(f"--{flag.replace('_', '-')} {value:g} must {need}{hint}")
 
 
-def check_schedule(scales: int, iterations: Sequence[int] | int, lr: float | None) -> None:
-    """The settings every pixel-optimising run shares, checked before any heavy work."""
+def check_schedule(scales: int, iterations: Sequence[int] | int, lr: float | None,
+                   least: int = 1) -> None:
+    """The settings every pixel-optimising run shares, checked before any heavy work;
+    ``least`` steps per scale at the fewest (0 where a stage may be skipped)."""
     require("scales", scales, 1)
     if not isinstance(iterations, int) and len(iterations) != scales:
         raise BrushworkError(f"--iterations: {len(iterations)} counts for --scales {scales}; "
                              "give one total, or one count per scale (coarse first)")
     for count in [iterations] if isinstance(iterations, int) else iterations:
-        require("iterations", count, 1)
+        require("iterations", count, least)
     if lr is not None:
         require("lr", lr, 0, above=True, hint=", e.g. 1 for L-BFGS or 0.02 for Adam")

@@ -376,14 +376,15 @@ class PhotoOptions(StyleOptions):
     """
 
     inits: ClassVar[tuple[str, ...]] = (*INITS, "regions")
+    least_iterations: ClassVar[int] = 0  # stage one may be left out
 
     style_weight: float = 20.0
     style_layer_weights: tuple[float, ...] | None = LAYER_WEIGHTS
     tv_weight: float = 0.0
     init: str = "regions"
-    iterations: int | tuple[int, ...] = 40
+    iterations: int | tuple[int, ...] = 0
     matting_weight: float = 1e4
-    matting_iterations: int = 80
+    matting_iterations: int = 120
     matting_eps: float = 1e-7
     regions: int = 3
     smooth: bool = False
@@ -400,6 +401,9 @@ class PhotoOptions(StyleOptions):
             require_finite(name, getattr(self, name))
         if self.matting_weight < 0 or self.matting_iterations < 0:
             raise BrushworkError("matting-weight and matting-iterations must not be negative")
+        if not self.matting_iterations and not _total(self.iterations):
+            raise BrushworkError("--iterations and --matting-iterations are both 0: give "
+                                 "steps to at least one of the two stages")
         if not 1 <= self.regions <= MAX_REGIONS:
             raise BrushworkError(f"--regions {self.regions}: use 1 (no automatic segmentation) "
                                  f"to {MAX_REGIONS}; for finer regions give label images")
@@ -423,11 +427,16 @@ class PhotoScale(Scale):
 
 
 def schedule(height: int, width: int, options: PhotoOptions) -> list[PhotoScale]:
-    """Stage one: the pyramid without matting; stage two: the pyramid again, with it."""
+    """Stage one: the pyramid without matting; stage two: the pyramid again, with it. A
+    stage of no steps is left out."""
     stages = [(options.iterations, False), (options.matting_iterations, True)]
     return [PhotoScale(s.height, s.width, s.iterations, matting)
-            for steps, matting in stages if steps
+            for steps, matting in stages if _total(steps)
             for s in pyramid(height, width, options.scales, steps)]
+
+
+def _total(steps: int | Sequence[int]) -> int:
+    return steps if isinstance(steps, int) else sum(steps)
 
 
 def photo_tensor(content: torch.Tensor, style: torch.Tensor, content_labels: np.ndarray | None,

@@ -24,7 +24,6 @@ the losses' own normalisation, so a run cannot score well merely by minimising i
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass, field
 
@@ -39,7 +38,7 @@ from brushwork.matting import matting_energy, matting_laplacian
 from brushwork.photo import PALETTE, match_regions, read_labels
 from brushwork.vgg import Features
 
-ImageLike = str | os.PathLike | Image.Image | torch.Tensor
+ImageLike = io.ImageLike
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
 DETAIL_LAYER = "relu2_2"
@@ -178,7 +177,7 @@ def region_colour_distance(image: Image.Image, style: Image.Image, image_labels:
         regions = match_regions(image_labels, style_labels, list(PALETTE))
     flat_i, flat_s = image_labels.reshape(-1), style_labels.reshape(-1)
     w2 = mean = 0.0
-    per_region = {}
+    per_region: dict[str, float] = {}
     names = list(PALETTE)
     for k, partner in zip(regions.content_ids, regions.partners, strict=True):
         inside = flat_i == k

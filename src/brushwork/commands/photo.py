@@ -46,8 +46,9 @@ def _configure_photo(p: argparse.ArgumentParser) -> None:
     w.add_argument("--matting-weight", type=float, default=DEFAULTS.matting_weight,
                    help="weight of the matting-Laplacian (photorealism) term [%(default)s]")
     w.add_argument("--matting-iterations", type=int, default=DEFAULTS.matting_iterations,
-                   help="steps of stage two: the pyramid again, with the matting term; 0 "
-                        "skips it [%(default)s]")
+                   help="steps of stage two, with the matting term; 0 skips it. "
+                        "--iterations gives stage one's, without it (by default none: the "
+                        "region colour start takes its place) [%(default)s]")
     w.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=DEFAULTS.smooth,
                    help="finish with local-affine smoothing guided by the content "
                         "[%(default)s]")

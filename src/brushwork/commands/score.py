@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from brushwork import io
-from brushwork.cli import command
+from brushwork.commands.common import command
 from brushwork.errors import BrushworkError
 from brushwork.quality import EVAL_SIZE, score
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from brushwork import colour, io
@@ -260,6 +261,22 @@ class Stylist:
         """Stylise a batch (N, 3, H, W) in 0..1: network, colour step, strength; on the CPU."""
         images = images.float().cpu()
         return finish(with_margin(self.network, images), images, self.options)
+
+
+class Model:
+    """A fast model loaded once, for repeated use from Python: ``model(image)`` is the
+    stylised image as a Pillow image (paths, Pillow images and tensors are taken)."""
+
+    def __init__(self, model: FastModel | str | os.PathLike, **options: object) -> None:
+        self.stylist = Stylist(model, FastOptions(**options))  # type: ignore[arg-type]
+
+    @property
+    def name(self) -> str:
+        return self.stylist.model.name
+
+    def __call__(self, image: io.ImageLike, size: int | None = None) -> Image.Image:
+        x = io.as_tensor(image, size if size is not None else self.stylist.options.size)
+        return io.tensor_to_pil(self.stylist(x))
 
 
 def finish(output: torch.Tensor, content: torch.Tensor, options: FastOptions) -> torch.Tensor:
