@@ -22,6 +22,7 @@ import torch
 from brushwork import io
 from brushwork.errors import BrushworkError
 from brushwork.optimise import Callback, Checkpoint, Interrupted, Snapshots, changed_settings
+from brushwork.quality import Report
 from brushwork.signals import shielded, signum_of
 
 Handler = Callable[[argparse.Namespace], int]
@@ -76,6 +77,14 @@ def add_layer_args(g: argparse._ArgumentGroup, defaults, weights: bool = True) -
             g.add_argument(f"--{term}-layer-weights", type=float_list, default=given,
                            help=f"one per {term} layer "
                                 f"[{','.join(map('{:g}'.format, given)) if given else 'equal'}]")
+
+
+def add_report_arg(p: argparse.ArgumentParser) -> None:
+    """--report: the quality report (``brushwork score``) printed at the end and kept in the
+    PNG's metadata beside the settings."""
+    p.add_argument("--report", action="store_true",
+                   help="print the quality report of the result at the end (as `brushwork "
+                        "score` gives it) and keep it in the PNG's metadata")
 
 
 def add_optimisation_args(p: argparse.ArgumentParser, defaults,
@@ -199,13 +208,15 @@ def _check_side_files(args: argparse.Namespace, output: Path, ckpt_path: Path) -
 
 def run_with_snapshots(args: argparse.Namespace, output: Path, settings: dict,
                        work: Callable[[Sequence[Callback], Checkpoint | None], torch.Tensor],
-                       extra_callbacks: Sequence[Callback] = ()) -> int:
+                       extra_callbacks: Sequence[Callback] = (),
+                       report: Callable[[torch.Tensor], Report] | None = None) -> int:
     """Run an optimisation with checkpoints and interruption handling, then save the output.
 
     Shared by every command that optimises pixels, so each gets --resume, --save-every
     and the keep-what-you-have behaviour on Ctrl-C or a termination signal: during the
     optimisation the image so far and a checkpoint are saved; after it (``work``'s later
-    stages, the save) the finished optimisation is already in the checkpoint.
+    stages, the save) the finished optimisation is already in the checkpoint. ``report``,
+    when given, judges the result before the save, so that its figures go into the file.
     """
     io.output_format(output)  # fail on a bad output name before any work
     ckpt_path = Snapshots.checkpoint_path(output)
@@ -218,9 +229,12 @@ def run_with_snapshots(args: argparse.Namespace, output: Path, settings: dict,
     snapshots = Snapshots(output, settings_kept, args.save_every, args.checkpoint_every,
                           args.checkpoint_minutes)
     callbacks: list[Callback] = [snapshots, *extra_callbacks]
-    saving = False
+    saving, judged = False, None
     try:
         image = work(callbacks, resume)
+        if report is not None:
+            judged = report(image)
+            settings = {**settings, "report": judged.figures}
         saving = True
         io.save_image(image, output, settings)
     except Interrupted as stop:
@@ -245,4 +259,6 @@ def run_with_snapshots(args: argparse.Namespace, output: Path, settings: dict,
         raise
     ckpt_path.unlink(missing_ok=True)
     print(f"wrote {output}")
+    if judged is not None:
+        print(judged.text())
     return 0

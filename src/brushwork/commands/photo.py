@@ -12,6 +12,7 @@ from brushwork import io
 from brushwork.commands.common import (
     add_layer_args,
     add_optimisation_args,
+    add_report_arg,
     add_weight_args,
     command,
     run_with_snapshots,
@@ -26,6 +27,7 @@ from brushwork.photo import (
     read_background,
     replace_background,
 )
+from brushwork.quality import score
 from brushwork.recording import recording_callbacks
 
 DEFAULTS = PhotoOptions()
@@ -60,6 +62,7 @@ def _configure_photo(p: argparse.ArgumentParser) -> None:
                         "which keeps it photographic (e.g. a 512 px run for a 4000 px photo)")
     add_optimisation_args(p, DEFAULTS, inits="regions (each region at its partner's "
                           "colours), content, noise, style")
+    add_report_arg(p)
 
 
 @command("photo", "photorealistic style transfer: CONTENT STYLE -o OUT", _configure_photo)
@@ -75,7 +78,10 @@ def photo(args: argparse.Namespace) -> int:
         lambda callbacks, resume: enlarge(photo_tensor(*inputs, options, callbacks, resume,
                                                        progress=not args.quiet),
                                           args.content, options),
-        recording_callbacks(args.record, args.record_frames, args.plot))
+        recording_callbacks(args.record, args.record_frames, args.plot),
+        (lambda image: score(image, args.content, args.style, photo=True,
+                             content_mask=args.content_mask, style_mask=args.style_mask))
+        if args.report else None)
 
 
 def _configure_matte(p: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ from brushwork.colour import COLOUR_MODES
 from brushwork.commands.common import (
     add_layer_args,
     add_optimisation_args,
+    add_report_arg,
     add_weight_args,
     command,
     float_list,
@@ -19,6 +20,7 @@ from brushwork.commands.common import (
 )
 from brushwork.errors import BrushworkError
 from brushwork.io import EXAMPLES
+from brushwork.quality import score
 from brushwork.recording import recording_callbacks
 from brushwork.runtime import pick_device
 
@@ -48,6 +50,7 @@ def _configure_losses(p: argparse.ArgumentParser) -> None:
                    help="keep the content's colours: luminance-only transfer or "
                         "histogram matching of the style [%(default)s]")
     add_optimisation_args(p, DEFAULTS)
+    add_report_arg(p)
     big = p.add_argument_group("large outputs")
     big.add_argument("--tile", type=int, default=None,
                      help="optimise scales larger than this in overlapping tiles of this "
@@ -82,7 +85,8 @@ def _run_stylize(args: argparse.Namespace, content: str, styles: list[str], outp
         args, Path(output), settings,
         lambda callbacks, resume: stylize_tensor(content_t, style_t, options, callbacks, resume,
                                                  progress=not args.quiet),
-        recording_callbacks(args.record, args.record_frames, args.plot))
+        recording_callbacks(args.record, args.record_frames, args.plot),
+        (lambda image: score(image, content, styles[0])) if args.report else None)
 
 
 @command("stylize", "artistic style transfer: CONTENT STYLE [STYLE ...] -o OUT", _configure)
