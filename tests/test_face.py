@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +20,7 @@ PHOTO, STYLE = brushwork.EXAMPLES / "tubingen.jpg", brushwork.EXAMPLES / "starry
 TINY = dict(size=48, scales=1, device="cpu", precision="float32")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _grey_spread(img: Image.Image) -> float:

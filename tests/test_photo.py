@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io as bytes_io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +39,7 @@ RED, BLUE, GREEN, YELLOW = (NAMES.index(c) for c in ("red", "blue", "green", "ye
 STYLE_LAYERS = StyleOptions().style_layers
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny images: on a busy machine a second thread waiting for a core made steps 5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
