@@ -139,16 +139,21 @@ style: float = report["style"]
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+@pytest.mark.parametrize("job", ["stylize", "photo", "reconstruct"])
 def test_report_prints_the_figures_and_keeps_them_in_the_png(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+        job: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from brushwork import cli, io
 
     out = tmp_path / "out.png"
-    assert cli.main(["stylize", str(PHOTO), str(STYLE), "-o", str(out), "--size", "48",
-                     "--iterations", "3", "--scales", "1", "--device", "cpu", "--quiet",
-                     "--report"]) == 0
+    inputs = {"stylize": [str(PHOTO), str(STYLE)], "photo": [str(PHOTO), str(STYLE)],
+              "reconstruct": [str(PHOTO), "--content-layer", "relu2_1"]}[job]
+    steps = ["--matting-iterations", "2", "--regions", "1"] if job == "photo" else []
+    assert cli.main([job, *inputs, "-o", str(out), "--size", "48", "--iterations", "3",
+                     "--scales", "1", "--device", "cpu", "--quiet", "--report", *steps]) == 0
     printed = capsys.readouterr().out
     kept = io.read_metadata(out)["report"]
     assert "style distance, lower is nearer the style" in printed
     assert f"{kept['style']:.3g}" in printed
-    assert kept["style"] == pytest.approx(brushwork.score(out, PHOTO, STYLE)["style"], rel=1e-6)
+    style = PHOTO if job == "reconstruct" else STYLE  # a reconstruction is judged by its image
+    assert kept["style"] == pytest.approx(brushwork.score(out, PHOTO, style)["style"], rel=1e-6)
+    assert ("matting" in kept) == (job == "photo")

@@ -193,6 +193,9 @@ def feature_grid(image: ImageLike, layers: Sequence[str] = BLOCK_LAYERS, count: 
 
     With ``channel`` = (layer, n), a last row shows the image with the receptive fields of
     that channel's strongest responses outlined, then those patches, strongest first.
+
+    >>> grid = feature_grid(io.EXAMPLES / "tubingen.jpg", ("relu1_1", "relu3_1"), count=4)
+    >>> grid.save("features.png")
     """
     if count < 1:
         raise BrushworkError(f"--count {count} must be at least 1")

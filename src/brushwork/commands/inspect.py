@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 
 from brushwork import io
-from brushwork.commands.common import add_optimisation_args, command, name_list, run_with_snapshots
+from brushwork.commands.common import (
+    add_optimisation_args,
+    add_report_arg,
+    command,
+    name_list,
+    run_with_snapshots,
+)
 from brushwork.errors import BrushworkError
 from brushwork.inspect import (
     BLOCK_LAYERS,
@@ -19,6 +25,7 @@ from brushwork.inspect import (
     reconstruction_figure,
 )
 from brushwork.optimise import Interrupted
+from brushwork.quality import score
 from brushwork.recording import recording_callbacks
 
 DEFAULTS = ReconstructOptions()
@@ -71,6 +78,7 @@ def _configure_reconstruct(p: argparse.ArgumentParser) -> None:
                    help="content reconstructions per layer over style reconstructions from "
                         "growing layer sets, labelled, in one image [layers relu1_1..relu5_1]")
     add_optimisation_args(p, DEFAULTS, inits="noise")
+    add_report_arg(p)  # judged against the image itself: how much of it the layers keep
 
 
 @command("reconstruct", "rebuild an image from noise, from one layer's features or from "
@@ -89,13 +97,14 @@ def reconstruct(args: argparse.Namespace) -> int:
         args, output, settings,
         lambda callbacks, resume: reconstruct_tensor(target, options, callbacks, resume,
                                                      progress=not args.quiet),
-        recording_callbacks(args.record, args.record_frames, args.plot))
+        recording_callbacks(args.record, args.record_frames, args.plot),
+        (lambda image: score(image, args.image, args.image)) if args.report else None)
 
 
 def _figure(args: argparse.Namespace, options: ReconstructOptions, output: Path) -> int:
-    if args.record or args.plot or args.resume:
-        raise BrushworkError("--record, --plot and --resume follow one run; use them "
-                             "without --figure")
+    if args.record or args.plot or args.resume or args.report:
+        raise BrushworkError("--record, --plot, --resume and --report follow one run; use "
+                             "them without --figure")
     io.output_format(output)
     start = time.perf_counter()
     try:
