@@ -144,20 +144,30 @@ def _colour_spread(pixels: torch.Tensor) -> float:
     return float((pixels - pixels.mean(dim=0, keepdim=True)).abs().mean())
 
 
+def _grey_topped(pair: dict[str, Path], style_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pair's content at 64 px and its style with the top half made black-and-white."""
+    content, style = io.load_image(pair["content"], 64), io.load_image(pair["style"], style_size)
+    top = style[:, :, : style.shape[-2] // 2]
+    top[:] = top.mean(1, keepdim=True)
+    return content, style
+
+
+def _halves_inside(height: int) -> tuple[slice, slice]:
+    """The rows of the top and bottom halves, three rows clear of the border between them."""
+    return slice(0, height // 2 - 3), slice(height // 2 + 3, None)
+
+
 def test_region_start_is_affine_in_the_content_and_takes_each_partners_colours(
         pair: dict[str, Path]) -> None:
-    content = io.load_image(pair["content"], 64)
-    style = io.load_image(pair["style"], 80)
-    style[:, :, : style.shape[-2] // 2] = style[:, :, : style.shape[-2] // 2].mean(1,
-                                                                                  keepdim=True)
+    content, style = _grey_topped(pair, 80)
     content_labels = _halves(content, "red", "blue")
     style_labels = _halves(style, "blue", "red")  # swapped: the content's bottom takes the
     # reference's grey top, its top the coloured bottom
     start = region_colour_start(content, style, match_regions(content_labels, style_labels,
                                                               NAMES))
-    h = content.shape[-2]
-    for rows, partner in ((slice(0, h // 2 - 3), slice(style.shape[-2] // 2, None)),
-                          (slice(h // 2 + 3, None), slice(None, style.shape[-2] // 2))):
+    halves = _halves_inside(content.shape[-2])
+    for rows, partner in zip(halves, (slice(style.shape[-2] // 2, None),
+                                      slice(None, style.shape[-2] // 2)), strict=True):
         x = content[0, :, rows].reshape(3, -1).double()
         y = start[0, :, rows].reshape(3, -1).double()
         # Away from the border the start is one affine colour map of the content (up to
@@ -170,21 +180,16 @@ def test_region_start_is_affine_in_the_content_and_takes_each_partners_colours(
         # reference) makes the content's bottom grey, the colour half colours its top.
         target = style[0, :, partner].reshape(3, -1).double()
         assert torch.allclose(y.mean(1), target.mean(1), atol=0.03)
-    top, bottom = (start[0, :, rows].reshape(3, -1) for rows in (slice(0, h // 2 - 3),
-                                                                 slice(h // 2 + 3, None)))
+    top, bottom = (start[0, :, rows].reshape(3, -1) for rows in halves)
     assert _colour_spread(bottom) < 0.01 < 0.03 < _colour_spread(top)
 
 
 def test_a_black_and_white_reference_region_makes_its_partner_grey_in_a_run(
         pair: dict[str, Path]) -> None:
-    content = io.load_image(pair["content"], 64)
-    style = io.load_image(pair["style"], 64)
-    style[:, :, : style.shape[-2] // 2] = style[:, :, : style.shape[-2] // 2].mean(1,
-                                                                                  keepdim=True)
+    content, style = _grey_topped(pair, 64)
     colours = np.asarray(list(PALETTE.values()), dtype=np.uint8)
     labels = colours[_halves(content, "red", "blue")], colours[_halves(style, "red", "blue")]
-    h = content.shape[-2]
-    halves = slice(0, h // 2 - 3), slice(h // 2 + 3, None)
+    halves = _halves_inside(content.shape[-2])
     before = [_colour_spread(content[0, :, rows].reshape(3, -1)) for rows in halves]
     out = io.pil_to_tensor(photo_transfer(
         io.tensor_to_pil(content), io.tensor_to_pil(style), *labels, size=64, iterations=10,

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from brushwork import io
+from brushwork.errors import BrushworkError
 from brushwork.inspect import tile_grid
 from brushwork.matting import matting_energy, matting_laplacian
 from brushwork.photo import PALETTE, match_regions, read_labels
@@ -266,6 +267,8 @@ def score(output: ImageLike, content: ImageLike, style: ImageLike,
     >>> report = brushwork.score("out.png", "photo.jpg", "starry_night.jpg")  # doctest: +SKIP
     >>> report["style"], report["content"]  # doctest: +SKIP
     """
+    if (content_mask is None) != (style_mask is None):
+        raise BrushworkError("give both a content mask and a style mask, or neither")
     out, cont = at_eval_size(_pil(output), _pil(content), io.check_size(eval_size,
                                                                          "eval size"))
     sty = _pil(style)

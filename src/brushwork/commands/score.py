@@ -6,7 +6,6 @@ import argparse
 
 from brushwork import io
 from brushwork.commands.common import command
-from brushwork.errors import BrushworkError
 from brushwork.quality import EVAL_SIZE, score
 
 
@@ -28,8 +27,6 @@ def _configure(p: argparse.ArgumentParser) -> None:
 @command("score", "quality report: RESULT --content C --style S [--json] [--sheet FILE]",
          _configure)
 def score_command(args: argparse.Namespace) -> int:
-    if (args.content_mask is None) != (args.style_mask is None):
-        raise BrushworkError("give both --content-mask and --style-mask, or neither")
     if args.sheet:
         io.output_format(args.sheet)
     report = score(args.result, args.content, args.style, args.eval_size, args.photo,
