@@ -37,9 +37,9 @@ def test_the_optimising_jobs_take_paths_and_images_and_give_pillow_images(
 
     grey = Image.open(STYLE).convert("L").convert("RGB")  # a black-and-white reference
     photo_out = brushwork.photo(PHOTO, grey, iterations=0, matting_iterations=4, regions=1,
-                                **TINY)
-    assert isinstance(photo_out, Image.Image) and photo_out.size == out.size
-    assert _grey_spread(photo_out) < 0.3 * _grey_spread(photo.resize(out.size))
+                                output_size=64, **TINY)
+    assert isinstance(photo_out, Image.Image) and max(photo_out.size) == 64
+    assert _grey_spread(photo_out) < 0.3 * _grey_spread(photo.resize(photo_out.size))
 
     rebuilt = brushwork.reconstruct(PHOTO, content_layer="relu2_1", size=32, iterations=3,
                                     device="cpu")

@@ -10,13 +10,14 @@ from scipy.ndimage import binary_dilation, gaussian_filter
 from brushwork.errors import BrushworkError
 from brushwork.matting import (
     MattingLoss,
-    affine_smooth,
     affine_upsample,
     closed_form_matte,
     composite,
+    detail_upsample,
     estimate_foreground,
     matting_energy,
     matting_laplacian,
+    matting_smooth,
     resample,
     scribble_constraints,
     solve_bytes,
@@ -218,20 +219,23 @@ def test_matting_loss_value_and_gradient() -> None:
         loss(torch.rand(1, 3, 6, 6, dtype=torch.float64))
 
 
-def test_affine_smooth_keeps_affine_images_and_removes_unexplained_noise() -> None:
+def test_matting_smoothing_keeps_affine_images_and_removes_unexplained_noise() -> None:
     rng = np.random.default_rng(4)
     guide = gaussian_filter(rng.random((40, 48, 3)), sigma=(1.0, 1.0, 0.0))
     guide = (guide - guide.min()) / (guide.max() - guide.min())
     matrix = np.array([[0.5, -0.2, 0.1], [0.1, 0.4, 0.2], [-0.1, 0.1, 0.3]])
     affine = guide @ matrix + np.array([0.3, 0.25, 0.35])
     assert affine.min() > 0.0 and affine.max() < 1.0
+    laplacian = matting_laplacian(guide)
 
-    smoothed = affine_smooth(affine, guide, radius=2, eps=1e-6)
-    assert np.abs(smoothed - affine).max() < 1e-3
+    assert np.abs(matting_smooth(affine, laplacian, 10.0) - affine).max() < 1e-3
 
     noisy = np.clip(affine + 0.05 * rng.standard_normal(affine.shape), 0.0, 1.0)
-    cleaned = affine_smooth(noisy, guide, radius=4, eps=1e-4)
+    cleaned = matting_smooth(noisy, laplacian, 10.0)
     assert np.abs(cleaned - affine).mean() < 0.5 * np.abs(noisy - affine).mean()
+    assert matting_energy(cleaned, laplacian) < 0.05 * matting_energy(noisy, laplacian)
+    gentle = matting_smooth(noisy, laplacian, 0.5)  # a lower strength changes less
+    assert np.abs(gentle - noisy).mean() < np.abs(cleaned - noisy).mean()
 
 
 def test_affine_upsample_restores_full_detail_where_bilinear_blurs() -> None:
@@ -248,6 +252,24 @@ def test_affine_upsample_restores_full_detail_where_bilinear_blurs() -> None:
     assert enlarged.shape == truth.shape
     assert np.abs(enlarged - truth).mean() < 0.25 * np.abs(plain - truth).mean()
     assert np.abs(enlarged - truth).mean() < 0.01
+
+
+def test_detail_upsample_keeps_the_outputs_colours_and_adds_the_guides_detail() -> None:
+    rng = np.random.default_rng(6)
+    guide = gaussian_filter(rng.random((96, 120, 3)), sigma=(1.0, 1.0, 0.0))
+    guide = (guide - guide.min()) / (guide.max() - guide.min())
+    small_guide = resample(guide, (48, 60))
+    warm = np.array([0.08, 0.02, -0.06])  # a colour shift the small output carries
+    small = np.clip(small_guide + warm, 0, 1)
+
+    enlarged = detail_upsample(small, small_guide, guide)
+    plain = resample(small, guide.shape[:2], cubic=True)
+    assert enlarged.shape == guide.shape
+    inside = (guide + warm > 0.01).all(-1) & (guide + warm < 0.99).all(-1)
+    # the shift survives, and the guide's own fine detail is back where plain enlarging blurs
+    assert np.abs((enlarged - guide)[inside].mean(0) - warm).max() < 0.01
+    assert np.abs(enlarged - (guide + warm))[inside].mean() < \
+        0.3 * np.abs(plain - (guide + warm))[inside].mean()
 
 
 def test_a_solve_too_large_for_memory_is_refused_with_its_estimate(monkeypatch) -> None:

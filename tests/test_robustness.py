@@ -165,7 +165,7 @@ import brushwork.commands.photo as photo_command
 def enlarge(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGTERM)
     return original(*args, **kwargs)
-original, photo_command.enlarge = photo_command.enlarge, enlarge
+original, photo_command.finish = photo_command.finish, enlarge
 """
 
 

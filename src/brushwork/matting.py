@@ -4,8 +4,9 @@ The matting Laplacian of Levin, Lischinski & Weiss (2008, "A Closed-Form Solutio
 Image Matting") measures how far an image is from being, in every small window, an affine
 function of a guide image's colours.  Closed-form matting minimises it under user constraints;
 photorealistic style transfer (Luan et al. 2017) adds it as a loss so the output keeps the
-content photo's local colour structure; the guided filter (He et al. 2010) gives the same
-local-affine model as a fast post-process.
+content photo's local colour structure, and the smoothing after it minimises it near the
+result; the guided filter (He et al. 2010) gives the same local-affine model for guided
+upsampling.
 
 Arrays here are numpy ``(H, W, 3)`` RGB floats in 0..1 and ``(H, W)`` mattes; pixel ``(y, x)``
 is row ``y * W + x`` of the Laplacian.
@@ -21,7 +22,7 @@ import scipy.sparse as sp
 import torch
 from PIL import Image
 from scipy.ndimage import maximum_filter, uniform_filter
-from scipy.sparse.linalg import splu
+from scipy.sparse.linalg import cg, splu
 
 from brushwork.errors import BrushworkError
 from brushwork.runtime import available_memory
@@ -68,10 +69,12 @@ def resize_array(array: np.ndarray, shape: tuple[int, int], what: str, nearest: 
     return resample(array, shape, nearest)
 
 
-def resample(array: np.ndarray, shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    """A 2-D or (H, W, C) array at ``shape``: nearest-neighbour, or bilinear (antialiased when
-    shrinking, as PIL's filters widen with the scale factor)."""
-    mode = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
+def resample(array: np.ndarray, shape: tuple[int, int], nearest: bool = False,
+             cubic: bool = False) -> np.ndarray:
+    """A 2-D or (H, W, C) array at ``shape``: nearest-neighbour, bilinear or bicubic
+    (antialiased when shrinking, as PIL's filters widen with the scale factor)."""
+    mode = Image.Resampling.NEAREST if nearest else \
+        Image.Resampling.BICUBIC if cubic else Image.Resampling.BILINEAR
     channels = array[..., None] if array.ndim == 2 else array
     resized = [
         np.asarray(
@@ -461,17 +464,41 @@ def apply_affine(coefficients: np.ndarray, guide: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def affine_smooth(
-    output: np.ndarray, guide: np.ndarray, radius: int = 8, eps: float = 1e-3
-) -> np.ndarray:
-    """Make each output channel a local affine function of the guide's colours.
+def matting_smooth(output: np.ndarray, laplacian: sp.spmatrix, strength: float) -> np.ndarray:
+    """The image nearest ``output`` that is also locally affine in the Laplacian's guide.
 
-    After photorealistic transfer this removes painterly texture while keeping the content's
-    edges. An output of another size than the guide is resized (bilinear) with a warning.
+    Solves (1 + strength L) x = output per channel (the fidelity-plus-matting quadratic of Li
+    et al.'s photorealistic smoothing, with the matting Laplacian as the affinity): the
+    parts of the output the guide's colours explain pass unchanged, the unexplained ones
+    (painted grain, ragged edges) are damped by 1 / (1 + strength * eigenvalue). Conjugate
+    gradients from the output itself; the system is symmetric positive definite.
     """
-    guide_rgb = _as_rgb(guide, "guide")
-    out = resize_array(_as_rgb(output, "output"), guide_rgb.shape[:2], "output", False)
-    return apply_affine(affine_coefficients(out, guide_rgb, radius, eps), guide_rgb)
+    out = _as_rgb(output, "output")
+    if out.shape[0] * out.shape[1] != laplacian.shape[0]:
+        raise ValueError("output must have the size of the image the Laplacian was built for")
+    system = sp.identity(laplacian.shape[0], format="csr") + strength * laplacian
+    flat = out.reshape(-1, 3)
+    solved = np.empty_like(flat)
+    for c in range(3):
+        solved[:, c], _ = cg(system, flat[:, c], x0=flat[:, c], rtol=1e-6, maxiter=1000)
+    return np.clip(solved.reshape(out.shape), 0.0, 1.0)
+
+
+def detail_upsample(output: np.ndarray, small_guide: np.ndarray, guide: np.ndarray
+                    ) -> np.ndarray:
+    """``output``, made from ``small_guide``, carried to the size of the larger ``guide``:
+    its colours enlarged (bicubic) plus the detail the guide has beyond the small one.
+
+    Unlike guided upsampling it keeps what the output has that is not affine in the guide
+    (a little of the reference's texture), so ``matting_smooth`` at the new size should
+    follow; together they scored closest to the reference at a matting energy below the
+    paper's (benchmarks/compare_luan.py).
+    """
+    out, small, big = (_as_rgb(a, what) for a, what in
+                       ((output, "output"), (small_guide, "small guide"), (guide, "guide")))
+    shape = big.shape[:2]
+    return np.clip(resample(out, shape, cubic=True) + big - resample(small, shape, cubic=True),
+                   0.0, 1.0)
 
 
 def affine_upsample(

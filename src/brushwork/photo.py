@@ -12,6 +12,7 @@ files, for the ``brushwork matte`` command.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -41,12 +42,13 @@ from brushwork.errors import BrushworkError, brief
 from brushwork.losses import gram, style_loss
 from brushwork.matting import (
     MattingLoss,
-    affine_smooth,
     affine_upsample,
     closed_form_matte,
     composite,
+    detail_upsample,
     estimate_foreground,
     matting_laplacian,
+    matting_smooth,
     resize_array,
     scribble_constraints,
     trimap_constraints,
@@ -370,9 +372,10 @@ class PhotoOptions(StyleOptions):
     ``region_colour_start``): with the colours already in place the steps go to light and
     texture, which is why a short schedule suffices. The defaults were chosen with
     benchmarks/compare_luan.py against the paper's own results (figures in the README).
-    The final smoothing is off: after stage two it raises both the 3x3 matting energy (its
-    windows are larger) and the style distance; it helps outputs of runs without the
-    matting term.
+    The result is then carried to ``output_size`` (the content's own size unless given)
+    and smoothed there with strength ``smooth`` (see ``finish``): a run at 512 px is cheap,
+    and what it painted that the photo's colours do not explain is damped at the size the
+    result is seen at.
     """
 
     inits: ClassVar[tuple[str, ...]] = (*INITS, "regions")
@@ -387,17 +390,15 @@ class PhotoOptions(StyleOptions):
     matting_iterations: int = 120
     matting_eps: float = 1e-7
     regions: int = 3
-    smooth: bool = False
-    smooth_radius: int = 4
-    smooth_eps: float = 1e-3
-    output_size: int | None = None  # enlarge the result to this longest side, photographically
+    smooth: float = 30.0
+    output_size: int | None = None  # the result's longest side; None: the content's own
 
     def check(self) -> PhotoOptions:
         if self.style_layer_weights == LAYER_WEIGHTS and \
                 tuple(self.style_layers) != DEFAULT_STYLE_LAYERS:
             self.style_layer_weights = None
         super().check()
-        for name in ("matting_weight", "matting_eps", "smooth_eps"):
+        for name in ("matting_weight", "matting_eps", "smooth"):
             require_finite(name, getattr(self, name))
         if self.matting_weight < 0 or self.matting_iterations < 0:
             raise BrushworkError("matting-weight and matting-iterations must not be negative")
@@ -407,12 +408,14 @@ class PhotoOptions(StyleOptions):
         if not 1 <= self.regions <= MAX_REGIONS:
             raise BrushworkError(f"--regions {self.regions}: use 1 (no automatic segmentation) "
                                  f"to {MAX_REGIONS}; for finer regions give label images")
-        if self.smooth_radius < 1 or self.smooth_eps <= 0:
-            raise BrushworkError("smooth-radius must be at least 1 and smooth-eps above 0")
+        if self.smooth < 0:
+            raise BrushworkError("--smooth must not be negative (0 leaves the result as the "
+                                 "steps made it)")
         if self.output_size is not None and io.check_size(self.output_size, "--output-size") \
-                <= self.size:
-            raise BrushworkError(f"--output-size {self.output_size} must exceed --size "
-                                 f"{self.size}: the transfer runs at --size, then is enlarged")
+                < self.size:
+            raise BrushworkError(f"--output-size {self.output_size} is below --size "
+                                 f"{self.size}: the transfer runs at --size, then is enlarged; "
+                                 "lower --size instead")
         if self.preserve_colour != "none" or self.style_blend is not None:
             raise BrushworkError("photo transfer takes one style and its colours; drop "
                                  "preserve-colour and style-blend")
@@ -487,22 +490,42 @@ def photo_tensor(content: torch.Tensor, style: torch.Tensor, content_labels: np.
         else initial_image(options, content, [style]).to(device)
     out = run(stages, init, loss_for, options.optimizer, options.lr,
               callbacks, resume=resume, settings=options.settings(), progress=progress)
-    if options.smooth:
-        smoothed = affine_smooth(_array(out), _array(content), options.smooth_radius,
-                                 options.smooth_eps)
-        out = torch.from_numpy(smoothed).float().permute(2, 0, 1)[None].to(device)
     return out
 
 
-def enlarge(image: torch.Tensor, content: ImageLike, options: PhotoOptions) -> torch.Tensor:
-    """The run's output carried to ``options.output_size`` (unchanged without one) by local
-    affine upsampling guided by the content at that size: full detail, still photographic,
-    for the cost of a few passes over the large image instead of a run at that size."""
-    if options.output_size is None:
-        return image
+#: Above this many output pixels the smoothing runs at this size and guided upsampling
+#: carries it the rest of the way (the Laplacian costs about 0.3 KB a pixel).
+SMOOTH_PIXELS = 2_000_000
+
+
+def finish(image: torch.Tensor, content: ImageLike, options: PhotoOptions) -> torch.Tensor:
+    """The run's output at ``options.output_size``, by default the content's own size (a
+    photo edit keeps the photo's resolution), and smoothed (``options.smooth``).
+
+    The output's colours are enlarged with the content's own detail added
+    (``detail_upsample``); then the image nearest that is locally affine in the content at
+    that size (``matting_smooth``), so that it is photographic at the size it is seen at.
+    Beyond ``SMOOTH_PIXELS`` both happen at that many pixels and local affine upsampling
+    guided by the content carries the result to full size. A content no larger than the run
+    leaves the run's size.
+    """
+    out, run_content = _array(image), _array(io.as_tensor(content, max(image.shape[-2:])))
     full = io.as_tensor(content, options.output_size)
-    big = affine_upsample(_array(image), _array(full))
-    return torch.from_numpy(big).float().permute(2, 0, 1)[None]
+    height, width = full.shape[-2:]
+    working = full
+    if height * width > SMOOTH_PIXELS:
+        working = io.as_tensor(content, int(max(height, width)
+                                            * math.sqrt(SMOOTH_PIXELS / (height * width))))
+    guide = _array(working)
+    if max(working.shape[-2:]) > max(image.shape[-2:]):
+        out = detail_upsample(out, run_content, guide)
+    else:
+        guide = run_content
+    if options.smooth:
+        out = matting_smooth(out, matting_laplacian(guide, options.matting_eps), options.smooth)
+    if max(full.shape[-2:]) > max(guide.shape[:2]):
+        out = affine_upsample(out, _array(full))
+    return torch.from_numpy(out).float().permute(2, 0, 1)[None]
 
 
 def _array(image: torch.Tensor) -> np.ndarray:
@@ -539,12 +562,12 @@ def photo_transfer(content: ImageLike, style: ImageLike, content_mask: MaskLike 
     them, regions are found automatically (see ``auto_labels``).
 
     >>> img = photo_transfer("in.png", "tar.png", "in_seg.png", "tar_seg.png", size=384)
-    >>> big = photo_transfer("in.jpg", "tar.jpg", size=512, output_size=4000)  # see enlarge
+    >>> big = photo_transfer("in.jpg", "tar.jpg", size=512, output_size=4000)  # see finish
     """
     opts = PhotoOptions(**options).check()
     inputs = load_inputs(content, style, content_mask, style_mask, opts.size)
     out = photo_tensor(*inputs, opts, [callback] if callback else [])
-    return io.tensor_to_pil(enlarge(out, content, opts))
+    return io.tensor_to_pil(finish(out, content, opts))
 
 
 def style_distance(image: torch.Tensor, style: torch.Tensor, net: Features,

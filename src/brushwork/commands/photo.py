@@ -20,7 +20,7 @@ from brushwork.commands.common import (
 from brushwork.errors import BrushworkError
 from brushwork.photo import (
     PhotoOptions,
-    enlarge,
+    finish,
     load_inputs,
     matte,
     photo_tensor,
@@ -51,15 +51,15 @@ def _configure_photo(p: argparse.ArgumentParser) -> None:
                    help="steps of stage two, with the matting term; 0 skips it. "
                         "--iterations gives stage one's, without it (by default none: the "
                         "region colour start takes its place) [%(default)s]")
-    w.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=DEFAULTS.smooth,
-                   help="finish with local-affine smoothing guided by the content "
-                        "[%(default)s]")
-    w.add_argument("--smooth-radius", type=int, default=DEFAULTS.smooth_radius)
-    w.add_argument("--smooth-eps", type=float, default=DEFAULTS.smooth_eps)
+    w.add_argument("--smooth", type=float, default=DEFAULTS.smooth, metavar="STRENGTH",
+                   help="finish with the image nearest the result that is locally affine in "
+                        "the content's colours (a matting-Laplacian solve): damps painted "
+                        "grain and ragged edges; 0 = off [%(default)s]")
     p.add_argument("--output-size", type=int, metavar="N",
-                   help="write the result with longest side N: the transfer runs at --size "
-                        "and is enlarged by local-affine upsampling guided by the content, "
-                        "which keeps it photographic (e.g. a 512 px run for a 4000 px photo)")
+                   help="write the result with longest side N, by default the content's own: "
+                        "the transfer runs at --size and is enlarged by local-affine "
+                        "upsampling guided by the content, which keeps it photographic (a "
+                        "512 px run for a 4000 px photo); N = --size keeps the run's size")
     add_optimisation_args(p, DEFAULTS, inits="regions (each region at its partner's "
                           "colours), content, noise, style")
     add_report_arg(p)
@@ -75,9 +75,9 @@ def photo(args: argparse.Namespace) -> int:
                 "content_mask": args.content_mask, "style_mask": args.style_mask}
     return run_with_snapshots(
         args, Path(args.output), settings,
-        lambda callbacks, resume: enlarge(photo_tensor(*inputs, options, callbacks, resume,
-                                                       progress=not args.quiet),
-                                          args.content, options),
+        lambda callbacks, resume: finish(photo_tensor(*inputs, options, callbacks, resume,
+                                                      progress=not args.quiet),
+                                         args.content, options),
         recording_callbacks(args.record, args.record_frames, args.plot),
         (lambda image: score(image, args.content, args.style, photo=True,
                              content_mask=args.content_mask, style_mask=args.style_mask))
