@@ -185,3 +185,68 @@ def test_api_tensors_of_the_wrong_kind_are_refused_not_clamped(tensor, match):
         io.as_tensor(tensor)
     good = torch.rand(3, 32, 32)
     assert torch.equal(io.as_tensor(good), good.unsqueeze(0))
+
+
+def _halves(width: int) -> tuple[slice, slice]:
+    return slice(0, width // 2), slice(width // 2, None)
+
+
+def _half_masks(height: int, width: int, right_too: bool = True) -> list:
+    from PIL import Image
+
+    left = torch.zeros(height, width)
+    left[:, : width // 2] = 1
+    right = (1 - left) if right_too else torch.zeros(height, width)
+    return [Image.fromarray((m.numpy() * 255).astype("uint8"), "L") for m in (left, right)]
+
+
+def test_each_style_goes_where_its_mask_is(net, examples):
+    content = io.load_image(examples / "tubingen.jpg", 96)
+    blue, orange = (io.load_image(examples / f"{name}.jpg", 96)
+                    for name in ("starry_night", "the_scream"))
+    h, w = content.shape[-2:]
+    out = io.pil_to_tensor(stylize(content, [blue, orange], style_masks=_half_masks(h, w),
+                                   size=96, iterations=30, scales=1, device="cpu",
+                                   precision="float32"))
+    for half, own, other in zip(_halves(w), (blue, orange), (orange, blue), strict=True):
+        part, photo = out[..., half], content[..., half]
+        nearer = distances(net, part, photo, own)[0]
+        assert nearer < distances(net, part, photo, other)[0]
+        assert nearer < 0.8 * distances(net, photo, photo, own)[0]  # and it moved there
+
+
+def test_pixels_no_mask_covers_keep_the_content(examples):
+    content = io.load_image(examples / "tubingen.jpg", 64)
+    style = io.load_image(examples / "starry_night.jpg", 64)
+    h, w = content.shape[-2:]
+    masks = _half_masks(h, w, right_too=False)  # the second style's mask is all black
+    out = io.pil_to_tensor(stylize(content, [style, style], style_masks=masks, size=64,
+                                   iterations=5, scales=1, device="cpu", precision="float32"))
+    left, right = _halves(w)
+    assert (out[..., right] - content[..., right]).abs().max() <= 1 / 255 + 1e-6
+    assert (out[..., left] - content[..., left]).abs().mean() > 0.03
+
+
+@pytest.mark.parametrize("masks, match", [
+    (1, "1 style masks for 2 style images"),
+    ("tall", "of other proportions than the content"),
+])
+def test_bad_style_masks_are_refused_before_any_work(examples, tmp_path, capsys, masks, match):
+    from PIL import Image
+
+    from brushwork import cli
+
+    content = examples / "tubingen.jpg"
+    wide = Image.open(content).size
+    files = []
+    for i, size in enumerate([wide] * (masks if masks == 1 else 2)):
+        shape = (size[1], size[0]) if masks == "tall" else size
+        files.append(tmp_path / f"m{i}.png")
+        Image.new("L", shape, 255).save(files[-1])
+    out = tmp_path / "out.png"
+    code = cli.main(["stylize", str(content), str(examples / "wave.jpg"),
+                     str(examples / "udnie.jpg"), "-o", str(out), "--size", "48",
+                     "--iterations", "2", "--device", "cpu", "--style-masks", *map(str, files)])
+    err = capsys.readouterr().err
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -21,7 +21,6 @@ from brushwork.photo import (
     PhotoOptions,
     RegionStyleLoss,
     auto_labels,
-    layer_masks,
     load_inputs,
     match_regions,
     matte,
@@ -31,7 +30,7 @@ from brushwork.photo import (
     single_region,
     style_distance,
 )
-from brushwork.vgg import Features
+from brushwork.vgg import Features, layer_masks
 
 from .test_matting import synthetic_matte, trimap_from_alpha
 

@@ -12,12 +12,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from brushwork import colour, io
 from brushwork.errors import BrushworkError
-from brushwork.losses import content_loss, gram, style_loss, tv_loss, weighted_total
+from brushwork.losses import (
+    content_loss,
+    gram,
+    masked_style_total,
+    style_loss,
+    tv_loss,
+    weighted_total,
+)
 from brushwork.optimise import (
     Callback,
     Checkpoint,
@@ -36,7 +45,7 @@ from brushwork.tiling import (
     choose_tile,
     grid,
 )
-from brushwork.vgg import Features, check_layers, run_network
+from brushwork.vgg import Features, check_layers, layer_masks, run_network
 
 ImageLike = io.ImageLike
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -203,6 +212,56 @@ class ArtisticLoss(torch.nn.Module):
         return weighted_total(self.terms(image), self.weights())
 
 
+class SpatialStyleLoss(ArtisticLoss):
+    """Artistic loss with each style where its mask is (Gatys et al. 2017, spatial control):
+    per layer, the Gram matrix of the output's features under style k's mask (resized to
+    the layer as pooling does) against style k's whole Gram, weighted by the mask's share
+    of the masked area, so a style on a sliver weighs as little as the sliver."""
+
+    def __init__(self, net: Features, options: StyleOptions, content: torch.Tensor,
+                 styles: Sequence[torch.Tensor], masks: torch.Tensor, dtype: torch.dtype) -> None:
+        super().__init__(net, options, content, {}, dtype)
+        layers = list(self.style_w)
+        self.masks = layer_masks(masks.to(content.device), layers)
+        self.targets: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
+        for style in styles:
+            with torch.no_grad(), autocast(style.device, dtype):
+                feats = net(style)
+            for n in layers:
+                self.targets[n].append(gram(feats[n]))
+        self.shares = {}
+        for n in layers:
+            area = self.masks[n].mean(dim=(0, 2, 3))
+            self.shares[n] = (area / area.sum().clamp_min(1e-8)).tolist()
+
+    def style_term(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        return masked_style_total(feats, self.style_w, self.masks, self.targets, self.shares)
+
+
+MaskSource = str | os.PathLike | Image.Image
+
+
+def read_style_masks(sources: Sequence[MaskSource], count: int,
+                     content: torch.Tensor) -> torch.Tensor:
+    """(1, K, H, W) weights in 0..1 at the content's size from greyscale images, one per style
+    (white: that style; grey: a blend; black: not), refused if their count or their
+    proportions do not match."""
+    if len(sources) != count:
+        raise BrushworkError(f"{len(sources)} style masks for {count} style images; give one "
+                             "mask per style, in the same order")
+    h, w = content.shape[-2:]
+    planes = []
+    for source in sources:
+        img = source if isinstance(source, Image.Image) else io.open_image(source)
+        mw, mh = img.size
+        if abs((mw / mh) / (w / h) - 1) > 0.02 + 1 / min(mh, mw, h, w):
+            raise BrushworkError(f"style mask {source} is {mw}x{mh}, of other proportions "
+                                 f"than the content ({w}x{h}): give masks of the content's shape")
+        grey = np.asarray(img.convert("L").resize((w, h), Image.Resampling.BILINEAR))
+        planes.append(torch.from_numpy(grey.astype(np.float32) / 255.0))
+    return torch.stack(planes)[None]
+
+
 def style_grams(net: Features, styles: Sequence[torch.Tensor], blend: Sequence[float],
                 layers: Sequence[str], dtype: torch.dtype,
                 budget: int) -> dict[str, torch.Tensor]:
@@ -285,11 +344,25 @@ def initial_image(options: StyleOptions, content: torch.Tensor,
 
 def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
                    options: StyleOptions, callbacks: Sequence[Callback] = (),
-                   resume: Checkpoint | None = None, progress: bool = True) -> torch.Tensor:
-    """The whole artistic procedure on tensors already at the output size; returns a tensor."""
+                   resume: Checkpoint | None = None, progress: bool = True,
+                   style_masks: torch.Tensor | None = None) -> torch.Tensor:
+    """The whole artistic procedure on tensors already at the output size; returns a tensor.
+
+    With ``style_masks`` (1, K, H, W), one per style, each style goes where its mask is
+    (``SpatialStyleLoss``) and pixels no mask covers keep the content.
+    """
     options.check()
     if not styles:
         raise BrushworkError("give at least one style image")
+    if style_masks is not None:
+        if style_masks.shape[1] != len(styles) or style_masks.shape[-2:] != content.shape[-2:]:
+            raise BrushworkError(f"{style_masks.shape[1]} style masks of "
+                                 f"{tuple(style_masks.shape[-2:])} for {len(styles)} styles on "
+                                 f"a {tuple(content.shape[-2:])} content; give one per style, "
+                                 "at the content's size")
+        if options.style_blend is not None:
+            raise BrushworkError("style masks say where each style goes; drop the style blend "
+                                 "weights")
     h, w = content.shape[-2:]
     scales = pyramid(h, w, options.scales, options.iterations)  # a too narrow image fails here
     device = pick_device(options.device)
@@ -324,8 +397,17 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
 
     def loss_for(scale: Scale) -> Callable | TiledProblem:
         tile = tile_for(options, scale.height, scale.width, per_pixel, budget)
+        if tile and style_masks is not None:
+            raise BrushworkError(f"style masks work on images that fit in memory whole; "
+                                 f"{scale.width}x{scale.height} needs tiles: lower --size")
         if tile:
             return tiled_for(scale, tile)
+        if style_masks is not None:
+            masks = F.interpolate(style_masks.to(device), size=(scale.height, scale.width),
+                                  mode="bilinear", align_corners=False, antialias=True)
+            return SpatialStyleLoss(net, options, resize(target_content, scale.height,
+                                                         scale.width),
+                                    styles_at(styles, scale, options.style_scale), masks, dtype)
         content_s, grams = targets(scale)
         return ArtisticLoss(net, options, content_s, grams, dtype)
 
@@ -335,6 +417,9 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
               tiled_for=tiled_for)
     if options.preserve_colour == "luminance":
         out = colour.restore_chrominance(out, content)
+    if style_masks is not None:
+        covered = style_masks.to(device).sum(1, keepdim=True).clamp(0, 1)
+        out = covered * out + (1 - covered) * content
     return out
 
 
@@ -346,15 +431,21 @@ def feature_network(options: StyleOptions, device: torch.device,
 
 
 def stylize(content: ImageLike, styles: ImageLike | Sequence[ImageLike],
-            callback: Callback | None = None, **options) -> Image.Image:
+            callback: Callback | None = None, style_masks: Sequence[MaskSource] | None = None,
+            **options) -> Image.Image:
     """Stylise ``content`` with one or more ``styles``; keyword options as in ``StyleOptions``.
+    ``style_masks``, one greyscale image per style, say where each style goes.
 
     >>> img = stylize("photo.jpg", ["starry_night.jpg"], size=384, iterations=200)
+    >>> two = stylize("photo.jpg", ["wave.jpg", "udnie.jpg"], style_masks=["sky.png", "land.png"])
     """
     opts = StyleOptions(**options).check()
     if isinstance(styles, (str, os.PathLike, Image.Image, torch.Tensor)):
         styles = [styles]
     content_t = io.as_tensor(content, opts.size)
     style_t = [io.as_tensor(s) for s in styles]
-    out = stylize_tensor(content_t, style_t, opts, [callback] if callback else [])
+    masks = None if style_masks is None else read_style_masks(style_masks, len(style_t),
+                                                                content_t)
+    out = stylize_tensor(content_t, style_t, opts, [callback] if callback else [],
+                         style_masks=masks)
     return io.tensor_to_pil(out)

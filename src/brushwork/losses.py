@@ -64,3 +64,17 @@ def weighted_total(terms: dict[str, torch.Tensor],
     for name, value in terms.items():
         total = total + weights[name] * value
     return {**terms, "total": total}
+
+
+def masked_style_total(feats: dict[str, torch.Tensor], layer_weights: dict[str, float],
+                       masks: dict[str, torch.Tensor], targets: dict[str, list[torch.Tensor]],
+                       shares: dict[str, list[float]]) -> torch.Tensor:
+    """Sum over layers and masks k of weight * share_k * the style loss of the Gram of the
+    features under mask k against target k: styles (or regions) each where their mask is."""
+    total = torch.zeros(())
+    for n, w in layer_weights.items():
+        for k, target in enumerate(targets[n]):
+            if shares[n][k] > 0:
+                g = gram(feats[n], masks[n][:, k:k + 1])
+                total = total + w * shares[n][k] * style_loss(g, target)
+    return total

@@ -39,7 +39,7 @@ from brushwork.artistic import (
     styles_at,
 )
 from brushwork.errors import BrushworkError, brief
-from brushwork.losses import gram, style_loss
+from brushwork.losses import gram, masked_style_total
 from brushwork.matting import (
     MattingLoss,
     affine_upsample,
@@ -56,7 +56,7 @@ from brushwork.matting import (
 from brushwork.optimise import Callback, Checkpoint, Scale, pyramid, resize, run
 from brushwork.options import require_finite
 from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
-from brushwork.vgg import Features, layer_shape_factor, run_network
+from brushwork.vgg import Features, layer_masks, run_network
 
 MaskLike = str | os.PathLike | Image.Image | np.ndarray
 # The colours of Luan et al.'s label images: the corners of the RGB cube and mid grey.
@@ -134,22 +134,6 @@ def region_masks(labels: np.ndarray, ids: Sequence[int], height: int,
         return onehot
     return F.interpolate(onehot, size=(height, width), mode="bilinear", align_corners=False,
                          antialias=True)
-
-
-def layer_masks(masks: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Masks at each VGG layer's resolution: averaged over 2x2 in step with every pooling.
-
-    ``ceil_mode`` matches the network's pooling, so sizes agree even for odd sides.
-    """
-    pooled = {1: masks}
-    out = {}
-    for name in layers:
-        down = layer_shape_factor(name)[1]
-        while down not in pooled:
-            level = max(pooled)
-            pooled[level * 2] = F.avg_pool2d(pooled[level], 2, ceil_mode=True)
-        out[name] = pooled[down]
-    return out
 
 
 @dataclass
@@ -314,15 +298,8 @@ class RegionStyleLoss(torch.nn.Module):
             self.shares[n] = (area / area.sum().clamp_min(1e-8)).tolist()
 
     def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
-        total = 0.0
-        for n, w in self.layer_weights.items():
-            masks = self.masks[n]
-            for k, target in enumerate(self.targets[n]):
-                share = self.shares[n][k]
-                if share > 0:
-                    total = total + w * share * style_loss(gram(feats[n], masks[:, k:k + 1]),
-                                                           target)
-        return total
+        return masked_style_total(feats, self.layer_weights, self.masks, self.targets,
+                                  self.shares)
 
 
 class PhotoLoss(ArtisticLoss):

@@ -8,9 +8,10 @@ pays for conv5_2..conv5_4.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from brushwork import weights as weights_mod
@@ -118,3 +119,19 @@ def run_network(layers: Iterable[str], pooling: str, weights: str | os.PathLike 
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net
+
+
+def layer_masks(masks: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Masks at each VGG layer's resolution: averaged over 2x2 in step with every pooling.
+
+    ``ceil_mode`` matches the network's pooling, so sizes agree even for odd sides.
+    """
+    pooled = {1: masks}
+    out = {}
+    for name in layers:
+        down = layer_shape_factor(name)[1]
+        while down not in pooled:
+            level = max(pooled)
+            pooled[level * 2] = F.avg_pool2d(pooled[level], 2, ceil_mode=True)
+        out[name] = pooled[down]
+    return out

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from brushwork import io
-from brushwork.artistic import StyleOptions, stylize_tensor
+from brushwork.artistic import StyleOptions, read_style_masks, stylize_tensor
 from brushwork.colour import COLOUR_MODES
 from brushwork.commands.common import (
     add_layer_args,
@@ -43,6 +43,10 @@ def _configure_losses(p: argparse.ArgumentParser) -> None:
     add_layer_args(w, DEFAULTS)
     w.add_argument("--style-blend-weights", "--style-blend", type=float_list, default=None,
                    help="one weight per style image [equal]")
+    w.add_argument("--style-masks", nargs="+", metavar="MASK",
+                   help="one greyscale image per style, of the content's proportions: each "
+                        "style goes where its mask is white (grey blends); pixels no mask "
+                        "covers keep the content")
     w.add_argument("--style-scale", type=float, default=DEFAULTS.style_scale,
                    help="style image scale relative to the output [%(default)s]")
     w.add_argument("--preserve-colour", "--preserve-color", choices=COLOUR_MODES,
@@ -79,12 +83,14 @@ def _run_stylize(args: argparse.Namespace, content: str, styles: list[str], outp
         print(planning.describe(rows, str(pick_device(options.device))))
         return 0
     content_t = io.load_image(content, options.size)
+    masks = args.style_masks and read_style_masks(args.style_masks, len(styles), content_t)
     style_t = [io.load_image(s) for s in styles]
-    settings = {**options.settings(), "content": str(content), "styles": [str(s) for s in styles]}
+    settings = {**options.settings(), "content": str(content), "styles": [str(s) for s in styles],
+                "style_masks": args.style_masks}
     return run_with_snapshots(
         args, Path(output), settings,
         lambda callbacks, resume: stylize_tensor(content_t, style_t, options, callbacks, resume,
-                                                 progress=not args.quiet),
+                                                 progress=not args.quiet, style_masks=masks),
         recording_callbacks(args.record, args.record_frames, args.plot),
         (lambda image: score(image, content, styles[0])) if args.report else None)
 
