@@ -31,6 +31,20 @@ ENDLESS = ["--size", "40", "--iterations", "100000", "--scales", "1", "--checkpo
            *CPU]
 
 
+_CHILDREN: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_child_outlives_its_test():
+    """An endless child left by a failed test would eat the cores the next tests need."""
+    yield
+    while _CHILDREN:
+        proc = _CHILDREN.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def child(argv: list[str], prelude: str = "", cwd: Path | None = None,
           limit: int | None = None) -> subprocess.Popen:
     """`brushwork ARGV` in a new process, after ``prelude`` (code that wraps one stage so
@@ -40,9 +54,11 @@ def child(argv: list[str], prelude: str = "", cwd: Path | None = None,
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=cap if limit else None)
+    _CHILDREN.append(proc)
+    return proc
 
 
 def finish(proc: subprocess.Popen, timeout: float = 180) -> tuple[int, str, str]:
