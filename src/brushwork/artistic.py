@@ -22,11 +22,13 @@ from brushwork.errors import BrushworkError
 from brushwork.losses import (
     content_loss,
     gram,
+    mask_shares,
     masked_style_total,
     style_loss,
     tv_loss,
     weighted_total,
 )
+from brushwork.matting import other_proportions
 from brushwork.optimise import (
     Callback,
     Checkpoint,
@@ -229,10 +231,7 @@ class SpatialStyleLoss(ArtisticLoss):
                 feats = net(style)
             for n in layers:
                 self.targets[n].append(gram(feats[n]))
-        self.shares = {}
-        for n in layers:
-            area = self.masks[n].mean(dim=(0, 2, 3))
-            self.shares[n] = (area / area.sum().clamp_min(1e-8)).tolist()
+        self.shares = mask_shares(self.masks)
 
     def style_term(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         return masked_style_total(feats, self.style_w, self.masks, self.targets, self.shares)
@@ -254,7 +253,7 @@ def read_style_masks(sources: Sequence[MaskSource], count: int,
     for source in sources:
         img = source if isinstance(source, Image.Image) else io.open_image(source)
         mw, mh = img.size
-        if abs((mw / mh) / (w / h) - 1) > 0.02 + 1 / min(mh, mw, h, w):
+        if other_proportions((mh, mw), (h, w)):
             raise BrushworkError(f"style mask {source} is {mw}x{mh}, of other proportions "
                                  f"than the content ({w}x{h}): give masks of the content's shape")
         grey = np.asarray(img.convert("L").resize((w, h), Image.Resampling.BILINEAR))

@@ -66,6 +66,16 @@ def weighted_total(terms: dict[str, torch.Tensor],
     return {**terms, "total": total}
 
 
+def mask_shares(masks: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+    """Per layer, each mask's share of the masked area: what ``masked_style_total`` weighs
+    mask k by, so a sliver of a mask weighs as little as the sliver."""
+    shares = {}
+    for n, m in masks.items():
+        area = m.mean(dim=(0, 2, 3))
+        shares[n] = (area / area.sum().clamp_min(1e-8)).tolist()
+    return shares
+
+
 def masked_style_total(feats: dict[str, torch.Tensor], layer_weights: dict[str, float],
                        masks: dict[str, torch.Tensor], targets: dict[str, list[torch.Tensor]],
                        shares: dict[str, list[float]]) -> torch.Tensor:

@@ -48,6 +48,13 @@ def _as_rgb(image: np.ndarray, what: str = "image") -> np.ndarray:
     return array
 
 
+def other_proportions(size: tuple[int, int], target: tuple[int, int]) -> bool:
+    """Whether (H, W) ``size`` differs in aspect from ``target`` by more than rounding allows:
+    a mask of another shape (turned, cropped) must be refused, not stretched."""
+    (h, w), (th, tw) = size, target
+    return abs((tw / w) / (th / h) - 1) > 0.02 + 1 / min(h, w)
+
+
 def resize_array(array: np.ndarray, shape: tuple[int, int], what: str, nearest: bool) -> np.ndarray:
     """Resize a 2-D or (H, W, C) array to ``shape`` with a warning, or return it untouched.
 
@@ -58,7 +65,7 @@ def resize_array(array: np.ndarray, shape: tuple[int, int], what: str, nearest: 
     if array.shape[:2] == tuple(shape):
         return array
     (h, w), (th, tw) = array.shape[:2], shape
-    if nearest and abs((tw / w) / (th / h) - 1) > 0.02 + 1 / min(h, w):
+    if nearest and other_proportions((h, w), (th, tw)):
         raise BrushworkError(f"{what} is {w}x{h} but the image is {tw}x{th}, of other "
                              "proportions (turned or cropped?); give one of the image's shape")
     warnings.warn(

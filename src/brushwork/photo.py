@@ -39,7 +39,7 @@ from brushwork.artistic import (
     styles_at,
 )
 from brushwork.errors import BrushworkError, brief
-from brushwork.losses import gram, masked_style_total
+from brushwork.losses import gram, mask_shares, masked_style_total
 from brushwork.matting import (
     MattingLoss,
     affine_upsample,
@@ -287,15 +287,13 @@ class RegionStyleLoss(torch.nn.Module):
         style_at = layer_masks(style_masks.to(style.device), layers)
         self.masks = layer_masks(content_masks.to(style.device), layers)
         self.targets: dict[str, list[torch.Tensor]] = {}
-        self.shares: dict[str, list[float]] = {}
         for n in layers:
             whole = gram(feats[n])
             positions = style_at[n].sum(dim=(0, 2, 3)).tolist()
             self.targets[n] = [whole if j is None or positions[j] < 1.0
                                else gram(feats[n], style_at[n][:, j:j + 1])
                                for j in regions.partners]
-            area = self.masks[n].mean(dim=(0, 2, 3))
-            self.shares[n] = (area / area.sum().clamp_min(1e-8)).tolist()
+        self.shares = mask_shares(self.masks)
 
     def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         return masked_style_total(feats, self.layer_weights, self.masks, self.targets,
