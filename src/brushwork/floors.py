@@ -16,8 +16,12 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("faces", ("brushwork", "brushwork.__main__", "brushwork.cli", "brushwork.commands",
                "brushwork.commands.fast", "brushwork.commands.inspect",
                "brushwork.commands.photo", "brushwork.commands.score",
-               "brushwork.commands.stylize",
-               "brushwork.commands.weights")),
+               "brushwork.commands.studio", "brushwork.commands.stylize",
+               "brushwork.commands.weights",
+               # The studio is a face too: a web page over the Python face (app on jobs
+               # on modes, each calling ``brushwork``), which only its command imports.
+               "brushwork.studio", "brushwork.studio.app", "brushwork.studio.jobs",
+               "brushwork.studio.modes")),
     # The helpers every command shares (argument groups, the registry, the run wrapper
     # with checkpoints): below the commands, so that they import it and never each other.
     ("command helpers", ("brushwork.commands.common",)),

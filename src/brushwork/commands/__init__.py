@@ -1,3 +1,3 @@
 """One module per group of subcommands; importing this package registers them all."""
 
-from brushwork.commands import fast, inspect, photo, score, stylize, weights  # noqa: F401
+from brushwork.commands import fast, inspect, photo, score, studio, stylize, weights  # noqa: F401

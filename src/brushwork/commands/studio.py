@@ -1,0 +1,33 @@
+"""`brushwork studio`: the local web app over the Python face (``brushwork.studio``)."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from brushwork.commands.common import command
+from brushwork.errors import BrushworkError
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; anything but this machine's own lets others "
+                        "on the network use the studio [%(default)s]")
+    p.add_argument("--port", type=int, default=8765, help="[%(default)s]")
+    p.add_argument("--no-browser", action="store_true", help="do not open the page")
+    p.add_argument("--folder", help="working folder for uploads and results "
+                   "[a new temporary folder]")
+
+
+@command("studio", "a local web app: drop a photo, pick styles, watch it paint "
+                   "(needs pip install \"brushwork[studio]\")", _configure)
+def studio(args: argparse.Namespace) -> int:
+    try:
+        from brushwork.studio.app import serve
+    except ImportError as exc:
+        raise BrushworkError(f"the studio needs {exc.name}: pip install "
+                             "\"brushwork[studio]\"") from None
+    folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(
+        prefix="brushwork-studio-"))
+    return serve(folder, args.host, args.port, open_browser=not args.no_browser)
