@@ -27,7 +27,7 @@ from PIL import Image
 
 from brushwork import io
 from brushwork.errors import BrushworkError
-from brushwork.optimise import Interrupted, Scale, Step
+from brushwork.optimise import Interrupted, Scale, Step, resize
 from brushwork.runtime import pick_device
 from brushwork.studio.modes import Inputs, Mode
 
@@ -109,13 +109,15 @@ class Progress:
     def __init__(self, job: Job, board: Board) -> None:
         self.job, self.board = job, board
         self.first: float | None = None
+        self.schedule: list[Scale] = []
         self.last_preview = 0.0
 
     def __call__(self, step: Step) -> None:
         if self.job.stop.is_set():
             raise KeyboardInterrupt
         now = time.monotonic()
-        job, schedule = self.job, list(step.schedule)
+        job, schedule = self.job, self.schedule
+        self.schedule[:] = step.schedule
         if self.first is None:
             self.first = now
         elif schedule:
@@ -218,9 +220,12 @@ class Board:
         try:
             settings = job.mode.settings(job.inputs, job.options)
             try:
-                image, status = job.mode.call(job.inputs, job.options, Progress(job, self)), "done"
-            except Interrupted as stop:
-                image, status = io.tensor_to_pil(stop.image), "stopped"
+                progress = Progress(job, self)
+                image, status = job.mode.call(job.inputs, job.options, progress), "done"
+            except Interrupted as stop:  # at the size the run would have reached
+                last = progress.schedule[-1] if progress.schedule else None
+                kept = resize(stop.image, last.height, last.width) if last else stop.image
+                image, status = io.tensor_to_pil(kept), "stopped"
                 settings = {**settings, "partial": True}
             io.save_image(image, self.folder / name, settings)
             job.preview = data_url(image)
