@@ -16,13 +16,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -31,7 +29,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from brushwork import BrushworkError, cli, io
-from brushwork.studio.app import create_app
+from brushwork.studio.app import running
 
 WAIT = 90  # seconds: far beyond what any condition takes, so only a real failure times out
 
@@ -54,23 +52,18 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT) 
 
 
 class Server:
-    """The studio's app under uvicorn in a thread of this process, on a free port."""
+    """The studio's app served from a thread of this process (``studio.app.running``)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, free_port()
-        self.app = create_app(folder, orphan_seconds=2.0)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning",
-                                                    timeout_graceful_shutdown=1))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, url: str, folder: Path) -> None:
+        self.url, self.folder = url, folder
+        self.port = int(url.rpartition(":")[2])
 
     def request(self, method: str, path: str, body: bytes | str | None = None,
-                ) -> tuple[int, bytes]:
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         """A raw request: the path goes out exactly as written (no normalising of ``..``)."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
-            connection.request(method, path, body)
+            connection.request(method, path, body, headers or {})
             response = connection.getresponse()
             return response.status, response.read()
         finally:
@@ -89,12 +82,9 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("studio") / "work")
-    running.thread.start()
-    wait_for(lambda: running.server.started, "the server to start")
-    yield running
-    running.server.should_exit = True
-    running.thread.join(timeout=30)
+    folder = tmp_path_factory.mktemp("studio") / "work"
+    with running(folder, orphan_seconds=2.0) as url:
+        yield Server(url, folder)
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +157,31 @@ def test_artistic_run_shows_the_image_evolving_and_stop_keeps_it(
     command = card.find_element(By.CSS_SELECTOR, "code.command").text
     assert command.startswith("brushwork stylize ") and "--size 64" in command
     assert not browser.find_element(By.ID, "error").is_displayed()
+    # Offline: every script, style sheet and image the page loaded came from the studio.
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    assert loaded and all(url.startswith((server.url + "/", "data:")) for url in loaded)
+
+
+def test_photo_job_with_automatic_regions(browser: WebDriver, server: Server) -> None:
+    open_page(browser, server)
+    before = len(cards(browser))
+    browser.find_element(By.ID, "mode-photo").click()
+    assert browser.find_element(By.ID, "labels-box").is_displayed()
+    browser.find_element(By.CSS_SELECTOR, "#content-examples img[data-name=chelsea]").click()
+    browser.find_element(By.CSS_SELECTOR, "#style-examples img[data-name=tubingen]").click()
+    for name, value in (("size", "48"), ("matting_iterations", "3"), ("regions", "2"),
+                        ("output_size", "48")):
+        set_setting(browser, name, value)
+    browser.find_element(By.ID, "run").click()
+    until(browser, lambda d: len(cards(d)) == before + 1)
+    card = cards(browser)[0]
+    result = server.folder / "results" / card.find_element(
+        By.CSS_SELECTOR, "a.download").get_attribute("download")
+    settings = io.read_metadata(result)
+    assert settings["regions"] == 2 and settings["style"].endswith("tubingen.jpg")
+    assert max(Image.open(result).size) == 48
+    assert "--matting-iterations 3" in card.find_element(By.CSS_SELECTOR, "code.command").text
 
 
 def test_fast_job_matches_the_command_line_and_chains(
@@ -246,6 +261,18 @@ def test_nothing_outside_the_working_folder_is_served(
         status, body = server.request("POST", "/api/jobs", json.dumps(
             {"mode": "fast", "content": content, "model": "wave"}))
         assert status == 400 and "not a file of this studio" in json.loads(body)["error"]
+
+
+def test_other_sites_cannot_use_it(server: Server) -> None:
+    """Any web page may make the browser POST to 127.0.0.1, and a name rebound to it would
+    reach the studio: both are refused before anything runs."""
+    job = json.dumps({"mode": "fast", "content": "example:chelsea", "model": "wave"})
+    status, body = server.request("POST", "/api/jobs", job, {"Origin": "http://evil.example"})
+    assert status == 403 and "only the studio's own page" in json.loads(body)["error"]
+    status, body = server.request("GET", "/api/jobs", headers={"Host": "evil.example:80"})
+    assert status == 403 and "answers only at its own address" in json.loads(body)["error"]
+    own = f"http://127.0.0.1:{server.port}"
+    assert server.request("GET", "/api/jobs", headers={"Origin": own})[0] == 200
 
 
 def test_one_job_at_a_time_a_queue_and_no_orphans(browser: WebDriver, server: Server) -> None:

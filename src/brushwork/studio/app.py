@@ -20,14 +20,19 @@ import sys
 import threading
 import warnings
 import webbrowser
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from brushwork import io
 from brushwork.errors import BrushworkError
@@ -62,6 +67,32 @@ def contained(folder: Path, relative: str, within: tuple[str, ...]) -> Path:
     if not path.is_relative_to(root / parts[0]) or not path.is_file():
         raise BrushworkError(f"{relative}: not a file of this studio")
     return path
+
+
+class SameSite:
+    """Refuse what other web sites make the user's browser send: any page may POST to
+    127.0.0.1, so a request whose Origin is not the studio's own is refused; and while the
+    studio listens only on this machine, so is one whose Host is not this machine (a
+    name rebound to 127.0.0.1 would otherwise let a site read the results)."""
+
+    def __init__(self, app: ASGIApp, local: bool) -> None:
+        self.app, self.local = app, local
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            host = headers.get("host", "")
+            origin = headers.get("origin")
+            if self.local and host.rpartition(":")[0].strip("[]") not in LOCAL_HOSTS \
+                    and host not in LOCAL_HOSTS:
+                await error(f"Host {host}: the studio answers only at its own address; "
+                            "open it as http://localhost:PORT/", 403)(scope, receive, send)
+                return
+            if origin is not None and urlsplit(origin).netloc != host:
+                await error(f"a request from {origin} was refused: only the studio's own "
+                            "page may use it", 403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class Studio:
@@ -158,8 +189,9 @@ class Studio:
 
 
 def create_app(folder: str | os.PathLike, orphan_seconds: float = 30.0,
-               max_upload: int = MAX_UPLOAD) -> Starlette:
-    """The studio's ASGI app over ``folder`` (uploads and results go there)."""
+               max_upload: int = MAX_UPLOAD, local: bool = True) -> Starlette:
+    """The studio's ASGI app over ``folder`` (uploads and results go there); ``local``:
+    it listens on this machine only, and answers only requests addressed to it."""
     studio = Studio(Path(folder), orphan_seconds, max_upload)
 
     async def page(request: Request) -> Response:
@@ -240,9 +272,33 @@ def create_app(folder: str | os.PathLike, orphan_seconds: float = 30.0,
         Route("/examples/{name}", example),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ], exception_handlers={BrushworkError: refused, Exception: unexpected},
-        lifespan=lifespan)
+        middleware=[Middleware(SameSite, local=local)], lifespan=lifespan)
     app.state.studio = studio
     return app
+
+
+@contextlib.contextmanager
+def running(folder: str | os.PathLike, **app_options: Any) -> Iterator[str]:
+    """The studio served from a thread of this process on a free local port, for as long
+    as the block runs (tests, benchmarks); yields its address. ``app_options`` go to
+    ``create_app``."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(create_app(folder, **app_options), host="127.0.0.1",
+                                           port=0, log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, name="studio-server", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise BrushworkError("the studio's server did not start; see the messages above")
+        threading.Event().wait(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def serve(folder: Path, host: str = "127.0.0.1", port: int = 8765,
@@ -260,7 +316,8 @@ def serve(folder: Path, host: str = "127.0.0.1", port: int = 8765,
         raise BrushworkError(f"--host {host} --port {port}: cannot listen there "
                              f"({exc.strerror}); give another --port") from None
     url = f"http://{'localhost' if host in LOCAL_HOSTS else host}:{port}/"
-    server = uvicorn.Server(uvicorn.Config(create_app(folder), host=host, port=port,
+    server = uvicorn.Server(uvicorn.Config(create_app(folder, local=host in LOCAL_HOSTS),
+                                           host=host, port=port,
                                            log_level="warning", timeout_graceful_shutdown=2))
 
     def announce() -> None:

@@ -53,7 +53,7 @@ class Job:
     total: int = 0
     losses: dict[str, float] = field(default_factory=dict)
     eta: float | None = None
-    preview: str | None = None              # the latest image as a data URL
+    preview: str | None = None              # the latest image as a data URL, while running
     previews: int = 0
     result: str | None = None               # relative to the working folder
     settings: dict = field(default_factory=dict)
@@ -70,7 +70,8 @@ class Job:
         return {"id": self.id, "session": self.session, "mode": self.mode.name,
                 "title": self.mode.title, "status": self.status, "step": self.step,
                 "total": self.total, "losses": self.losses, "eta": self.eta,
-                "preview": self.preview, "previews": self.previews,
+                "preview": self.preview if self.status == "running" else None,
+                "previews": self.previews,
                 "result": self.result and f"/files/{self.result}", "settings": self.settings,
                 "command": self.command, "error": self.error, "device": self.device,
                 "first_image": self.first_image, "seconds": self.seconds,
@@ -228,7 +229,6 @@ class Board:
                 image, status = io.tensor_to_pil(kept), "stopped"
                 settings = {**settings, "partial": True}
             io.save_image(image, self.folder / name, settings)
-            job.preview = data_url(image)
             job.result, job.settings, job.status = name, settings, status
             job.command = job.mode.command(job.inputs, job.options, Path(name).name)
         except BrushworkError as exc:
