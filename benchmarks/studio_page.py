@@ -45,10 +45,9 @@ def open_page(driver: WebDriver, url: str) -> None:
     until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#style-examples img"))
 
 
-def start_run(driver: WebDriver, mode: str, content: str, styles: tuple[str, ...],
-              settings: dict[str, object]) -> float:
-    """Choose the mode, a bundled content and styles and the settings, press Run; the
-    monotonic time of the press."""
+def prepare_run(driver: WebDriver, mode: str, content: str, styles: tuple[str, ...],
+                settings: dict[str, object]) -> None:
+    """Choose the mode, a bundled content and styles, and the settings, as a user does."""
     driver.find_element(By.ID, f"mode-{mode}").click()
     driver.find_element(By.CSS_SELECTOR, f"#content-examples img[data-name={content}]").click()
     for style in styles:
@@ -59,9 +58,10 @@ def start_run(driver: WebDriver, mode: str, content: str, styles: tuple[str, ...
             driver.find_element(By.CSS_SELECTOR, "#advanced summary").click()
         field.clear()
         field.send_keys(str(value))
-    pressed = time.monotonic()
+
+
+def press_run(driver: WebDriver) -> None:
     driver.find_element(By.ID, "run").click()
-    return pressed
 
 
 def results(driver: WebDriver) -> int:

@@ -17,22 +17,25 @@ from selenium.webdriver.common.by import By
 from brushwork.studio.app import running
 
 sys.path.insert(0, str(Path(__file__).parent))
-from studio_page import chromium, open_page, results, start_run, until  # noqa: E402
+from studio_page import chromium, open_page, prepare_run, press_run, results, until  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", nargs="?", default="docs/studio.png")
-    parser.add_argument("--size", type=int, default=256, help="the artistic run's size")
+    parser.add_argument("--size", type=int, default=224, help="the artistic run's size")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, running(folder) as url, \
             chromium(1280, 900) as driver:
         open_page(driver, url)
-        start_run(driver, "fast", "chelsea", (), {"size": 256})
+        prepare_run(driver, "fast", "chelsea", (), {"size": 256})
+        press_run(driver)
         until(driver, lambda d: results(d) == 1)
-        start_run(driver, "artistic", "tubingen", ("starry_night",),
-                  {"size": args.size, "iterations": 400})
-        until(driver, lambda d: int(d.find_element(By.ID, "step").text or 0) >= 40)
+        prepare_run(driver, "artistic", "tubingen", ("starry_night",),
+                    {"size": args.size, "iterations": 400})
+        press_run(driver)
+        until(driver, lambda d: int(d.find_element(By.ID, "step").text or 0) >= 30)
+        driver.execute_script("window.scrollTo(0, 0)")  # Run's click scrolled down
         driver.save_screenshot(args.output)
         driver.find_element(By.ID, "stop").click()
         until(driver, lambda d: results(d) == 2)

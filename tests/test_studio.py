@@ -32,6 +32,7 @@ from brushwork import BrushworkError, cli, io
 from brushwork.studio.app import running
 
 WAIT = 90  # seconds: far beyond what any condition takes, so only a real failure times out
+MAX_UPLOAD = 2**20  # the test server's upload limit (a shipped model is half of it)
 
 
 def free_port() -> int:
@@ -74,6 +75,14 @@ class Server:
         assert status == 200
         return next(j for j in json.loads(body) if j["id"] == job_id)
 
+    def attach(self, session: str) -> socket.socket:
+        """An open event stream of ``session``, as a page keeps one: its jobs are wanted."""
+        stream = socket.create_connection(("127.0.0.1", self.port))
+        stream.sendall(f"GET /api/events?session={session} HTTP/1.1\r\n"
+                       f"Host: 127.0.0.1:{self.port}\r\n\r\n".encode())
+        assert stream.recv(100).startswith(b"HTTP/1.1 200")
+        return stream
+
     def submit(self, **spec: object) -> str:
         status, body = self.request("POST", "/api/jobs", json.dumps(spec))
         assert status == 200, body
@@ -83,7 +92,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("studio") / "work"
-    with running(folder, orphan_seconds=2.0) as url:
+    with running(folder, orphan_seconds=2.0, max_upload=MAX_UPLOAD) as url:
         yield Server(url, folder)
 
 
@@ -237,6 +246,25 @@ def test_a_broken_upload_is_a_one_line_error_on_the_page(
     assert server.request("GET", "/")[0] == 200  # the server is still there
 
 
+def test_uploads_are_limited_and_a_trained_model_is_checked(server: Server) -> None:
+    status, body = server.request("POST", "/api/uploads?name=huge.png",
+                                  b"\0" * (MAX_UPLOAD + 1))
+    assert status == 413 and json.loads(body)["error"] == (
+        "huge.png: larger than 1 MB; downscale it or give a smaller file")
+    status, body = server.request("POST", "/api/uploads?name=mine.pt&kind=model",
+                                  (io.EXAMPLES / "wave.jpg").read_bytes())
+    assert status == 400 and json.loads(body)["error"].startswith("mine.pt: not a brushwork")
+    status, body = server.request("POST", "/api/uploads?name=mine.pt&kind=model",
+                                  (io.EXAMPLES.parent / "models" / "wave.pt").read_bytes())
+    assert status == 200
+    ref = json.loads(body)["ref"]
+    with server.attach("models"):
+        job = server.submit(session="models", mode="fast", content="example:chelsea",
+                            model=ref, settings={"size": 64})
+        wait_for(lambda: server.job(job)["status"] == "done", "the fast job")
+    assert f"brushwork fast {(server.folder / ref).resolve()} " in server.job(job)["command"]
+
+
 def test_nothing_outside_the_working_folder_is_served(
         browser: WebDriver, server: Server) -> None:
     secret = server.folder.parent / "secret.txt"
@@ -277,9 +305,7 @@ def test_other_sites_cannot_use_it(server: Server) -> None:
 
 def test_one_job_at_a_time_a_queue_and_no_orphans(browser: WebDriver, server: Server) -> None:
     # A page that keeps its event stream open: its jobs run; one job at a time.
-    stream = socket.create_connection(("127.0.0.1", server.port))
-    stream.sendall(b"GET /api/events?session=kept HTTP/1.1\r\nHost: x\r\n\r\n")
-    stream.recv(100)
+    stream = server.attach("kept")
     long = {"session": "kept", "mode": "artistic", "content": "example:chelsea",
             "styles": ["example:udnie"], "settings": {"size": 64, "iterations": 5000}}
     first, second = server.submit(**long), server.submit(**long)

@@ -137,12 +137,12 @@ class Studio:
         ref = f"uploads/{secrets.token_hex(8)}{keep}"
         path = self.folder / ref
         path.write_bytes(body)
-        try:
+        try:  # in a thread: a large image takes a while to decode, and the streams go on
             if kind == "model":
-                load_model(path)
+                await asyncio.to_thread(load_model, path)
                 size: tuple[int, int] = (0, 0)
             else:
-                size = io.open_image(path).size
+                size = (await asyncio.to_thread(io.open_image, path)).size
         except BrushworkError as exc:
             path.unlink()
             return error(str(exc).replace(str(path), name))

@@ -264,12 +264,14 @@ class Board:
 
     def _reap(self) -> None:
         while not self.closing.wait(0.5):
-            for job in self.orphans():
+            # The queued first: a worker freed by a stopped job must not start one of them.
+            for job in sorted(self.orphans(), key=lambda j: j.status != "queued"):
                 log.warning("job %s: its page has gone; stopping it", job.id)
                 self.stop(job.id)
 
-    def close(self) -> None:
-        """Stop everything (the studio is ending): running jobs keep their image so far."""
+    def close(self, wait: float = 10.0) -> None:
+        """Stop everything (the studio is ending): running jobs keep their image so far,
+        saved within ``wait`` seconds (a step's time) before the process goes."""
         self.closing.set()
         for job in list(self.jobs.values()):
             if job.status in ACTIVE:
@@ -278,3 +280,5 @@ class Board:
             with worker.ready:
                 worker.closed = True
                 worker.ready.notify()
+        for worker in self.workers.values():
+            worker.join(timeout=wait)
