@@ -8,6 +8,7 @@ from pathlib import Path
 
 from brushwork.commands.common import command
 from brushwork.errors import BrushworkError
+from brushwork.io import check_writable
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -28,6 +29,13 @@ def studio(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise BrushworkError(f"the studio needs {exc.name}: pip install "
                              "\"brushwork[studio]\"") from None
+    if not 0 < args.port < 65536:
+        raise BrushworkError(f"--port {args.port}: give a port from 1 to 65535")
+    if args.folder and Path(args.folder).exists() and not Path(args.folder).is_dir():
+        raise BrushworkError(f"--folder {args.folder}: that is a file; give a folder (new or "
+                             "existing)")
+    if args.folder:
+        check_writable(Path(args.folder) / "results")
     folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(
         prefix="brushwork-studio-"))
     return serve(folder, args.host, args.port, open_browser=not args.no_browser)
