@@ -352,3 +352,15 @@ def test_the_command_warns_off_a_public_host_and_refuses_a_taken_port(
     assert taken.returncode == 2
     assert taken.stderr.strip().startswith("brushwork: --host 127.0.0.1 --port")
     assert len(taken.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--port", "70000"], "brushwork: --port 70000: give a port from 1 to 65535"),
+    (["--folder", "README.md"], "brushwork: --folder README.md: that is a file; give a "
+                                "folder (new or existing)"),
+])
+def test_bad_command_flags_are_one_line(argv: list[str], message: str, capsys,
+                                        monkeypatch) -> None:
+    monkeypatch.chdir(Path(__file__).parents[1])
+    assert cli.main(["studio", "--no-browser", *argv]) == 2
+    assert capsys.readouterr().err.strip() == message

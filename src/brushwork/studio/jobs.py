@@ -117,8 +117,8 @@ class Progress:
         if self.job.stop.is_set():
             raise KeyboardInterrupt
         now = time.monotonic()
-        job, schedule = self.job, self.schedule
-        self.schedule[:] = step.schedule
+        job = self.job
+        schedule = self.schedule = list(step.schedule)
         if self.first is None:
             self.first = now
         elif schedule:
@@ -157,8 +157,7 @@ class Worker(threading.Thread):
                 if self.closed:
                     return
                 job = self.queue.popleft()
-            if job.status == "queued":
-                self.board.execute(job)
+            self.board.execute(job)
 
 
 class Board:
@@ -214,8 +213,12 @@ class Board:
         self.changed()
 
     def execute(self, job: Job) -> None:
-        """Run one job through its mode and save what it made, settings in the PNG."""
-        job.status, job.started = "running", time.monotonic()
+        """Run one job through its mode and save what it made, settings in the PNG (a job
+        taken off the queue meanwhile is left alone)."""
+        with self.lock:
+            if job.status != "queued":
+                return
+            job.status, job.started = "running", time.monotonic()
         self.changed()
         name = f"results/{job.mode.name}-{job.id}.png"
         try:
