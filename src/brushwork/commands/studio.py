@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 from brushwork.commands.common import command
@@ -36,6 +35,5 @@ def studio(args: argparse.Namespace) -> int:
                              "existing)")
     if args.folder:
         check_writable(Path(args.folder) / "results")
-    folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(
-        prefix="brushwork-studio-"))
-    return serve(folder, args.host, args.port, open_browser=not args.no_browser)
+    return serve(Path(args.folder) if args.folder else None, args.host, args.port,
+                 open_browser=not args.no_browser)

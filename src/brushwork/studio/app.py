@@ -15,16 +15,20 @@ import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
+import tempfile
 import threading
 import warnings
 import webbrowser
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
@@ -225,7 +229,7 @@ def create_app(folder: str | os.PathLike, orphan_seconds: float = 30.0,
             studio.board.attach(session)
             try:
                 seen, quiet = -1, 0
-                while True:
+                while not studio.board.closing.is_set():  # the server is ending: so are we
                     if studio.board.version != seen:
                         seen, quiet = studio.board.version, 0
                         yield f"data: {json.dumps(studio.board.snapshot())}\n\n"
@@ -277,16 +281,26 @@ def create_app(folder: str | os.PathLike, orphan_seconds: float = 30.0,
     return app
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server, which first ends the studio's event streams when asked to stop,
+    so that shutting down does not wait for the pages still open."""
+
+    def __init__(self, app: Starlette, **config: Any) -> None:
+        super().__init__(uvicorn.Config(app, log_level="warning", **config))
+        self.board: Board = app.state.studio.board
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.board.closing.set()
+        super().handle_exit(sig, frame)
+
+
 @contextlib.contextmanager
 def running(folder: str | os.PathLike, **app_options: Any) -> Iterator[str]:
     """The studio served from a thread of this process on a free local port, for as long
     as the block runs (tests, benchmarks); yields its address. ``app_options`` go to
     ``create_app``."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(create_app(folder, **app_options), host="127.0.0.1",
-                                           port=0, log_level="warning",
-                                           timeout_graceful_shutdown=1))
+    server = Server(create_app(folder, **app_options), host="127.0.0.1", port=0,
+                    timeout_graceful_shutdown=1)
     thread = threading.Thread(target=server.run, name="studio-server", daemon=True)
     thread.start()
     while not server.started:
@@ -297,15 +311,14 @@ def running(folder: str | os.PathLike, **app_options: Any) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        server.handle_exit(signal.SIGTERM, None)
         thread.join(timeout=30)
 
 
-def serve(folder: Path, host: str = "127.0.0.1", port: int = 8765,
+def serve(folder: Path | None, host: str = "127.0.0.1", port: int = 8765,
           open_browser: bool = True) -> int:
-    """Run the studio until Ctrl-C: check the port, warn off a public host, open the page."""
-    import uvicorn
-
+    """Run the studio until Ctrl-C: check the port, warn off a public host, open the page.
+    Without a ``folder``, a new temporary one (made once the port is known to be free)."""
     if host not in LOCAL_HOSTS:
         warnings.warn(f"--host {host}: anyone on the network who can reach port {port} can "
                       "use this studio and see its results", stacklevel=1)
@@ -315,10 +328,10 @@ def serve(folder: Path, host: str = "127.0.0.1", port: int = 8765,
     except OSError as exc:
         raise BrushworkError(f"--host {host} --port {port}: cannot listen there "
                              f"({exc.strerror}); give another --port") from None
+    folder = folder or Path(tempfile.mkdtemp(prefix="brushwork-studio-"))
     url = f"http://{'localhost' if host in LOCAL_HOSTS else host}:{port}/"
-    server = uvicorn.Server(uvicorn.Config(create_app(folder, local=host in LOCAL_HOSTS),
-                                           host=host, port=port,
-                                           log_level="warning", timeout_graceful_shutdown=2))
+    server = Server(create_app(folder, local=host in LOCAL_HOSTS), host=host, port=port,
+                    timeout_graceful_shutdown=2)
 
     def announce() -> None:
         while not server.started and not server.should_exit:

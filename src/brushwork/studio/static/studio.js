@@ -186,13 +186,13 @@ function drawGallery(jobs) {
 
 function follow() {
   const events = new EventSource(`/api/events?session=${encodeURIComponent(session)}`);
-  events.onopen = () => { $("connection").textContent = "connected"; };
   events.onerror = () => { $("connection").textContent = "reconnecting…"; };
-  events.onmessage = (message) => {
+  events.onmessage = (message) => {  // the first comes at once: "connected" = all drawn
     const jobs = JSON.parse(message.data);
     drawCurrent(jobs);
     drawQueue(jobs);
     drawGallery(jobs);
+    $("connection").textContent = "connected";
   };
 }
 
