@@ -272,6 +272,22 @@ def test_detail_upsample_keeps_the_outputs_colours_and_adds_the_guides_detail() 
         0.3 * np.abs(plain - (guide + warm))[inside].mean()
 
 
+def test_detail_upsample_passes_the_detail_through_the_outputs_colour_map() -> None:
+    rng = np.random.default_rng(7)
+    guide = gaussian_filter(rng.random((96, 120, 3)), sigma=(1.0, 1.0, 0.0))
+    guide = (guide - guide.min()) / (guide.max() - guide.min())
+    small_guide = resample(guide, (48, 60))
+    grey = np.array([0.299, 0.587, 0.114])
+    # a colour photo turned dim and grey: the detail it gets back must be dim and grey too
+    small = np.repeat(0.1 + 0.4 * (small_guide @ grey)[..., None], 3, axis=2)
+    truth = np.repeat(0.1 + 0.4 * (guide @ grey)[..., None], 3, axis=2)
+
+    enlarged = detail_upsample(small, small_guide, guide)
+    plain = resample(small, guide.shape[:2], cubic=True)
+    assert np.abs(enlarged - truth).mean() < 0.3 * np.abs(plain - truth).mean()
+    assert np.abs(enlarged - enlarged.mean(-1, keepdims=True)).max() < 0.02  # no colour back
+
+
 def test_a_solve_too_large_for_memory_is_refused_with_its_estimate(monkeypatch) -> None:
     import brushwork.matting
 

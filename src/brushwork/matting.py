@@ -491,21 +491,28 @@ def matting_smooth(output: np.ndarray, laplacian: sp.spmatrix, strength: float) 
     return np.clip(solved.reshape(out.shape), 0.0, 1.0)
 
 
-def detail_upsample(output: np.ndarray, small_guide: np.ndarray, guide: np.ndarray
-                    ) -> np.ndarray:
+def detail_upsample(output: np.ndarray, small_guide: np.ndarray, guide: np.ndarray,
+                    radius: int = 4, eps: float = 1e-3) -> np.ndarray:
     """``output``, made from ``small_guide``, carried to the size of the larger ``guide``:
-    its colours enlarged (bicubic) plus the detail the guide has beyond the small one.
+    its colours enlarged (bicubic) plus the detail the guide has beyond the small one, passed
+    through the output's local colour map (``affine_coefficients`` at the small size).
 
     Unlike guided upsampling it keeps what the output has that is not affine in the guide
     (a little of the reference's texture), so ``matting_smooth`` at the new size should
-    follow; together they scored closest to the reference at a matting energy below the
-    paper's (benchmarks/compare_luan.py).
+    follow. The detail goes through the local map because the output's colours are not the
+    guide's: a red apple turned grey gets grey detail, a scene turned dark gets dimmed
+    detail, where adding the guide's own would bring its colours and contrast back.
     """
     out, small, big = (_as_rgb(a, what) for a, what in
                        ((output, "output"), (small_guide, "small guide"), (guide, "guide")))
     shape = big.shape[:2]
-    return np.clip(resample(out, shape, cubic=True) + big - resample(small, shape, cubic=True),
-                   0.0, 1.0)
+    coefficients = affine_coefficients(out, small, radius, eps)
+    detail = big - resample(small, shape, cubic=True)
+    enlarged = resample(out, shape, cubic=True)
+    for c in range(3):
+        for k in range(3):
+            enlarged[..., k] += detail[..., c] * resample(coefficients[..., c, k], shape)
+    return np.clip(enlarged, 0.0, 1.0, out=enlarged)
 
 
 def affine_upsample(

@@ -365,7 +365,7 @@ class PhotoOptions(StyleOptions):
     matting_iterations: int = 120
     matting_eps: float = 1e-7
     regions: int = 3
-    smooth: float = 30.0
+    smooth: float = 12.0
     output_size: int | None = None  # the result's longest side; None: the content's own
 
     def check(self) -> PhotoOptions:

@@ -57,8 +57,8 @@ def _configure_photo(p: argparse.ArgumentParser) -> None:
                         "grain and ragged edges; 0 = off [%(default)s]")
     p.add_argument("--output-size", type=int, metavar="N",
                    help="write the result with longest side N, by default the content's own: "
-                        "the transfer runs at --size and is enlarged by local-affine "
-                        "upsampling guided by the content, which keeps it photographic (a "
+                        "the transfer runs at --size, is enlarged with the content's detail "
+                        "and smoothed there (--smooth), which keeps it photographic (a "
                         "512 px run for a 4000 px photo); N = --size keeps the run's size")
     add_optimisation_args(p, DEFAULTS, inits="regions (each region at its partner's "
                           "colours), content, noise, style")
