@@ -138,6 +138,14 @@ def stylize_video(content: str | os.PathLike, styles: io.ImageLike | Sequence[io
     ``independent`` stylises every frame from its content with the full schedule and no
     temporal term (the flickering baseline); ``resume`` continues an interrupted run from
     its ``OUTPUT.frames/`` folder; ``on_frame`` is told each frame index this run finishes.
+    A clip of one image (``brushwork.video.pan_clip``) is a quick test:
+
+    >>> import brushwork
+    >>> from brushwork.video import pan_clip
+    >>> clip = pan_clip(brushwork.EXAMPLES / "tubingen.jpg", "clip.mp4", 128, 96, 8)
+    >>> result = brushwork.stylize_video(clip, brushwork.EXAMPLES / "starry_night.jpg",
+    ...                                  "out.mp4", size=128, iterations=60)
+    >>> result.flicker["output"], result.seconds_per_frame  # doctest: +SKIP
     """
     opts = StyleOptions(**options).check()  # type: ignore[arg-type]
     require("temporal_weight", temporal_weight, 0)
