@@ -17,6 +17,7 @@ from PIL import Image
 
 from brushwork.artistic_video import finished_frames, frames_folder, stylize_video
 from brushwork.cli import main
+from brushwork.errors import BrushworkError
 from brushwork.quality import feature_distances
 from brushwork.video import pan_clip, probe, read_frames
 
@@ -71,6 +72,8 @@ def test_resume_after_ctrl_c_goes_on_at_the_first_unfinished_frame(clip: Path, e
     folder = frames_folder(out)
     assert finished_frames(folder) == 2 and not out.exists()
     assert sorted(p.name for p in folder.glob("*.png")) == ["00000.png", "00001.png"]
+    with pytest.raises(BrushworkError, match="another run .*temporal_weight"):
+        stylize_video(clip, style, out, resume=True, **{**options, "temporal_weight": 5.0})
     seen: list[int] = []
     result = stylize_video(clip, style, out, resume=True, on_frame=seen.append, **options)
     assert seen == result.computed == [2, 3, 4] and result.frames == 5

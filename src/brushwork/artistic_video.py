@@ -194,11 +194,11 @@ def stylize_video(content: str | os.PathLike, styles: io.ImageLike | Sequence[io
             count = index + 1
             grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
             image = frame.astype(np.float32) / 255.0
-            warped = mask = None
+            carried = None  # the previous result warped onto this frame, and where valid
             if previous is not None:
                 p_grey, p_image, p_output = previous
                 map_x, map_y, mask = flow.flow_and_mask(grey, p_grey)
-                warped = TemporalFilter.warp(p_output, map_x, map_y)
+                carried = TemporalFilter.warp(p_output, map_x, map_y), mask
                 errors["input"].append(TemporalFilter.warping_error(
                     image, TemporalFilter.warp(p_image, map_x, map_y), mask))
             path = frame_path(folder, index)
@@ -206,24 +206,23 @@ def stylize_video(content: str | os.PathLike, styles: io.ImageLike | Sequence[io
                 result = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
             else:
                 bar.set_description(f"frame {index + 1}/{info.frames or '?'}")
-                if warped is None or independent:
+                if carried is None or independent:
                     out = stylize_tensor(_tensor(image), style_t, opts, [step],
                                          progress=progress)
                 else:
-                    m = torch.from_numpy(mask)[None, None]
-                    init = m * _tensor(warped) + (1 - m) * _tensor(image)
+                    warped, m = _tensor(carried[0]), torch.from_numpy(carried[1])[None, None]
                     out = stylize_tensor(_tensor(image), style_t, later, [step],
-                                         progress=progress, init=init,
-                                         extra_terms=temporal_terms(_tensor(warped), m,
-                                                                    temporal_weight))
+                                         progress=progress,
+                                         init=m * warped + (1 - m) * _tensor(image),
+                                         extra_terms=temporal_terms(warped, m, temporal_weight))
                 picture = io.tensor_to_pil(out.cpu())
                 io.save_image(picture, path)
                 result = np.asarray(picture, dtype=np.float32) / 255.0
                 computed.append(index)
                 if on_frame is not None:
                     on_frame(index)
-            if warped is not None:
-                errors["output"].append(TemporalFilter.warping_error(result, warped, mask))
+            if carried is not None:
+                errors["output"].append(TemporalFilter.warping_error(result, *carried))
             previous = (grey, image, result)
     audio = _encode(folder, count, output, info.fps, content)
     shutil.rmtree(folder)

@@ -26,8 +26,8 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # with checkpoints): below the commands, so that they import it and never each other.
     ("command helpers", ("brushwork.commands.common",)),
     # artistic_video stands on artistic and video, on its own floor; neither imports it.
-    ("jobs", ("brushwork.artistic", "brushwork.artistic_video", "brushwork.photo", "brushwork.matting",
-              "brushwork.inspect", "brushwork.recording", "brushwork.video",
+    ("jobs", ("brushwork.artistic", "brushwork.artistic_video", "brushwork.photo",
+              "brushwork.matting", "brushwork.inspect", "brushwork.recording", "brushwork.video",
               "brushwork.planning", "brushwork.quality", "brushwork.fast",
               "brushwork.fast.*")),
     ("engine", ("brushwork.optimise", "brushwork.tiling")),
