@@ -169,7 +169,8 @@ def stylize_video(content: str | os.PathLike, styles: io.ImageLike | Sequence[io
     settings = {**opts.settings(), "temporal_weight": temporal_weight,
                 "frame_iterations": frame_iterations, "independent": independent,
                 "content": str(source.resolve()), "content_bytes": source.stat().st_size,
-                "styles": [str(s) for s in styles]}
+                "styles": [str(s) if isinstance(s, str | os.PathLike) else "in memory"
+                           for s in styles]}
     folder = frames_folder(output)
     done = _open_folder(folder, settings, resume)
     later = replace(opts, scales=1, iterations=frame_iterations)
