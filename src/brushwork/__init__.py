@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from brushwork.artistic import StyleOptions, stylize
+from brushwork.artistic_video import VideoOptResult, stylize_video
 from brushwork.errors import BrushworkError
 from brushwork.fast.model import FastModel
 from brushwork.fast.stylise import FastOptions, Model
@@ -32,8 +33,9 @@ from brushwork.quality import Report, score
 
 __all__ = [
     "EXAMPLES", "BrushworkError", "FastOptions", "Model", "PhotoOptions", "ReconstructOptions",
-    "Report", "StyleOptions", "TrainOptions", "TrainResult", "fast", "feature_grid",
-    "load_model", "matte", "photo", "reconstruct", "score", "stylize", "train",
+    "Report", "StyleOptions", "TrainOptions", "TrainResult", "VideoOptResult", "fast",
+    "feature_grid", "load_model", "matte", "photo", "reconstruct", "score", "stylize",
+    "stylize_video", "train",
 ]
 
 

@@ -50,6 +50,9 @@ from brushwork.tiling import (
 from brushwork.vgg import Features, check_layers, layer_masks, run_network
 
 ImageLike = io.ImageLike
+#: Extra loss terms for one scale, by name: (weight, term of the image). A job adds its
+#: own terms this way (video's temporal term) and they go into the one weighted sum.
+ExtraTerms = dict[str, tuple[float, Callable[[torch.Tensor], torch.Tensor]]]
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 INITS = ("content", "noise", "style")
 
@@ -176,9 +179,11 @@ class ArtisticLoss(torch.nn.Module):
 
     def __init__(self, net: Features, options: StyleOptions, content: torch.Tensor,
                  style_grams: dict[str, torch.Tensor], dtype: torch.dtype,
-                 context: dict[str, torch.Tensor] | None = None) -> None:
+                 context: dict[str, torch.Tensor] | None = None,
+                 extra: ExtraTerms | None = None) -> None:
         super().__init__()
         self.net, self.options, self.dtype = net, options, dtype
+        self.extra = extra or {}
         self.content_w = layer_weights(options.content_layers, options.content_layer_weights)
         self.style_w = layer_weights(options.style_layers, options.style_layer_weights)
         self.style_targets = style_grams
@@ -203,12 +208,14 @@ class ArtisticLoss(torch.nn.Module):
             feats = self.net(image)
         c = sum(w * content_loss(feats[n], self.content_targets[n])
                 for n, w in self.content_w.items())
-        return {"content": c, "style": self.style_term(feats), "tv": tv_loss(image)}
+        return {"content": c, "style": self.style_term(feats), "tv": tv_loss(image),
+                **{name: term(image) for name, (_, term) in self.extra.items()}}
 
     def weights(self) -> dict[str, float]:
         """The weight of each term in the total."""
         o = self.options
-        return {"content": o.content_weight, "style": o.style_weight, "tv": o.tv_weight}
+        return {"content": o.content_weight, "style": o.style_weight, "tv": o.tv_weight,
+                **{name: weight for name, (weight, _) in self.extra.items()}}
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return weighted_total(self.terms(image), self.weights())
@@ -344,11 +351,14 @@ def initial_image(options: StyleOptions, content: torch.Tensor,
 def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
                    options: StyleOptions, callbacks: Sequence[Callback] = (),
                    resume: Checkpoint | None = None, progress: bool = True,
-                   style_masks: torch.Tensor | None = None) -> torch.Tensor:
+                   style_masks: torch.Tensor | None = None, init: torch.Tensor | None = None,
+                   extra_terms: Callable[[Scale], ExtraTerms] | None = None) -> torch.Tensor:
     """The whole artistic procedure on tensors already at the output size; returns a tensor.
 
     With ``style_masks`` (1, K, H, W), one per style, each style goes where its mask is
-    (``SpatialStyleLoss``) and pixels no mask covers keep the content.
+    (``SpatialStyleLoss``) and pixels no mask covers keep the content. ``init``, at the
+    content's size, replaces the starting image of ``options.init``; ``extra_terms`` gives
+    each scale's further loss terms (images that fit whole only).
     """
     options.check()
     if not styles:
@@ -396,8 +406,9 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
 
     def loss_for(scale: Scale) -> Callable | TiledProblem:
         tile = tile_for(options, scale.height, scale.width, per_pixel, budget)
-        if tile and style_masks is not None:
-            raise BrushworkError(f"style masks work on images that fit in memory whole; "
+        if tile and (style_masks is not None or extra_terms is not None):
+            what = "style masks work" if style_masks is not None else "the temporal term works"
+            raise BrushworkError(f"{what} only on images that fit in memory whole; "
                                  f"{scale.width}x{scale.height} needs tiles: lower --size")
         if tile:
             return tiled_for(scale, tile)
@@ -408,10 +419,11 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
                                                          scale.width),
                                     styles_at(styles, scale, options.style_scale), masks, dtype)
         content_s, grams = targets(scale)
-        return ArtisticLoss(net, options, content_s, grams, dtype)
+        return ArtisticLoss(net, options, content_s, grams, dtype,
+                            extra=extra_terms(scale) if extra_terms else None)
 
-    init = initial_image(options, target_content, styles).to(device)
-    out = run(scales, init, loss_for, options.optimizer, options.lr, callbacks,
+    start = initial_image(options, target_content, styles) if init is None else init
+    out = run(scales, start.to(device), loss_for, options.optimizer, options.lr, callbacks,
               resume=resume, settings=options.settings(), progress=progress,
               tiled_for=tiled_for)
     if options.preserve_colour == "luminance":

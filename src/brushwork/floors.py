@@ -25,8 +25,9 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # The helpers every command shares (argument groups, the registry, the run wrapper
     # with checkpoints): below the commands, so that they import it and never each other.
     ("command helpers", ("brushwork.commands.common",)),
-    ("jobs", ("brushwork.artistic", "brushwork.photo", "brushwork.matting",
-              "brushwork.inspect", "brushwork.recording", "brushwork.video",
+    # artistic_video stands on artistic and video, on its own floor; neither imports it.
+    ("jobs", ("brushwork.artistic", "brushwork.artistic_video", "brushwork.photo",
+              "brushwork.matting", "brushwork.inspect", "brushwork.recording", "brushwork.video",
               "brushwork.planning", "brushwork.quality", "brushwork.fast",
               "brushwork.fast.*")),
     ("engine", ("brushwork.optimise", "brushwork.tiling")),

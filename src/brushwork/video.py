@@ -280,7 +280,14 @@ class TemporalFilter:
         return map_x, map_y, ((gap <= bound) & inside).astype(np.float32)
 
     @staticmethod
-    def _error(current: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> float:
+    def warp(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+        """``image`` of the previous frame carried onto the current one along the flow."""
+        cv2 = _cv2()
+        return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    @staticmethod
+    def warping_error(current: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> float:
+        """Mean squared difference over the visible pixels: one frame's flicker figure."""
         squared = ((current - warped) ** 2).mean(-1)
         return float((squared * mask).sum() / max(mask.sum(), 1.0))
 
@@ -294,17 +301,16 @@ class TemporalFilter:
             p_grey, p_image, p_output, p_delivered = self.previous
             map_x, map_y, mask = self.flow_and_mask(grey, p_grey)
 
-            def warp(x: np.ndarray) -> np.ndarray:
-                return cv2.remap(x, map_x, map_y, cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REPLICATE)
+            def error(current: np.ndarray, previous: np.ndarray) -> float:
+                return self.warping_error(current, self.warp(previous, map_x, map_y), mask)
 
-            self.errors["input"].append(self._error(image, warp(p_image), mask))
-            self.errors["output"].append(self._error(output, warp(p_output), mask))
+            self.errors["input"].append(error(image, p_image))
+            self.errors["output"].append(error(output, p_output))
             if self.alpha:
-                warped = warp(p_delivered)
+                warped = self.warp(p_delivered, map_x, map_y)
                 weight = (self.alpha * mask)[..., None]
                 delivered = (1.0 - weight) * output + weight * warped
-                self.errors["smoothed"].append(self._error(delivered, warped, mask))
+                self.errors["smoothed"].append(self.warping_error(delivered, warped, mask))
         self.previous = (grey, image, output, delivered)
         return delivered
 

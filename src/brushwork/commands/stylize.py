@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 from brushwork import io
 from brushwork.artistic import StyleOptions, read_style_masks, stylize_tensor
+from brushwork.artistic_video import (
+    FRAME_ITERATIONS,
+    TEMPORAL_WEIGHT,
+    finished_frames,
+    frames_folder,
+    stylize_video,
+)
 from brushwork.colour import COLOUR_MODES
 from brushwork.commands.common import (
     add_layer_args,
@@ -20,9 +28,12 @@ from brushwork.commands.common import (
 )
 from brushwork.errors import BrushworkError
 from brushwork.io import EXAMPLES
+from brushwork.optimise import Interrupted
 from brushwork.quality import score
 from brushwork.recording import recording_callbacks
 from brushwork.runtime import pick_device
+from brushwork.signals import signum_of
+from brushwork.video import is_video
 
 DEFAULTS = StyleOptions()
 
@@ -30,11 +41,23 @@ DEFAULTS = StyleOptions()
 def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("content", nargs="?", help="content photo")
     p.add_argument("styles", nargs="*", help="one or more style images")
-    p.add_argument("-o", "--output", help="output image (.png keeps the settings)")
+    p.add_argument("-o", "--output", help="output image (.png keeps the settings); for a "
+                   "video content, a video")
     p.add_argument("--content", dest="content_flag", help="content photo (older spelling)")
     p.add_argument("--styles", "--style", dest="styles_flag", nargs="+",
                    help="style images (older spelling)")
     _configure_losses(p)
+    v = p.add_argument_group("video (a video content: each frame starts from the previous "
+                             "result warped along the flow)")
+    v.add_argument("--temporal-weight", type=float, default=TEMPORAL_WEIGHT,
+                   help="weight of the term keeping visible pixels near the warped previous "
+                        "frame; 0 = off [%(default)s]")
+    v.add_argument("--frame-iterations", type=int, default=FRAME_ITERATIONS,
+                   help="steps for each frame after the first, at full size only (the first "
+                        "gets --iterations) [%(default)s]")
+    v.add_argument("--independent-frames", action="store_true",
+                   help="stylise every frame from its content with the full schedule (the "
+                        "flickering baseline)")
 
 
 def _configure_losses(p: argparse.ArgumentParser) -> None:
@@ -106,7 +129,45 @@ def stylize(args: argparse.Namespace) -> int:
                              "brushwork stylize photo.jpg painting.jpg -o out.png")
     if not args.output:
         raise BrushworkError("give an output file with -o OUT.png")
+    if is_video(content):
+        return _run_video(args, content, styles, args.output)
     return _run_stylize(args, content, styles, args.output)
+
+
+def _run_video(args: argparse.Namespace, content: str, styles: list[str], output: str) -> int:
+    """A video content: frame by frame through ``stylize_video``; on Ctrl-C or a signal
+    the finished frames stay in OUTPUT.frames/ for --resume."""
+    single = [flag for flag, given in (("--style-masks", args.style_masks),
+                                       ("--record", args.record), ("--plot", args.plot),
+                                       ("--save-every", args.save_every),
+                                       ("--report", args.report), ("--dry-run", args.dry_run))
+              if given]
+    if single:
+        raise BrushworkError(f"{', '.join(single)}: for a single image; drop it to stylise "
+                             f"the video {content}")
+    options = options_from(args)
+    try:
+        result = stylize_video(content, styles, output, args.temporal_weight,
+                               args.frame_iterations, args.independent_frames,
+                               resume=args.resume, progress=not args.quiet,
+                               **options.settings())
+    except (Interrupted, KeyboardInterrupt) as stop:
+        folder = frames_folder(output)
+        if not folder.is_dir():
+            raise
+        signum = stop.signum if isinstance(stop, Interrupted) else signum_of(stop)
+        print(f"brushwork: interrupted ({signal.Signals(signum).name}); "
+              f"{finished_frames(folder)} finished frames kept in {folder}; continue with the "
+              "same command and --resume", file=sys.stderr)
+        return 128 + signum
+    f = result.flicker
+    print(f"wrote {output}: {result.frames} frames, {len(result.computed)} stylised in "
+          f"{result.seconds:.0f} s ({result.seconds_per_frame:.1f} s/frame)"
+          + ("" if result.audio else " (no ffmpeg: sound not copied)"))
+    if "output" in f:
+        print(f"flicker (mean warping error): input {f['input']:.5f}, stylised "
+              f"{f['output']:.5f}")
+    return 0
 
 
 def _configure_demo(p: argparse.ArgumentParser) -> None:
