@@ -38,6 +38,7 @@ from brushwork.options import require
 from brushwork.video import (
     VIDEO_SUFFIXES,
     TemporalFilter,
+    _cv2,
     frame_writer,
     is_video,
     probe,
@@ -163,7 +164,7 @@ def stylize_video(content: str | os.PathLike, styles: io.ImageLike | Sequence[io
     info = probe(content)  # a one-line error for what is not a video
     frames = read_frames(content, opts.size)
     first = next(frames)  # a video without frames fails here, before anything is written
-    import cv2  # there: probe has said how to install it if it is not
+    cv2 = _cv2()  # the one place that says how to install OpenCV
 
     source = Path(content)
     settings = {**opts.settings(), "temporal_weight": temporal_weight,
