@@ -227,6 +227,69 @@ def test_pixels_no_mask_covers_keep_the_content(examples):
     assert (out[..., left] - content[..., left]).abs().mean() > 0.03
 
 
+def _label_image(height: int, width: int, left: str, right: str):
+    """A label image in the photo mode's colours: ``left`` on the left half, ``right`` on
+    the right."""
+    import numpy as np
+    from PIL import Image
+
+    from brushwork.regions import PALETTE
+
+    rgb = np.zeros((height, width, 3), dtype=np.uint8)
+    rgb[:, : width // 2], rgb[:, width // 2:] = PALETTE[left], PALETTE[right]
+    return Image.fromarray(rgb, "RGB")
+
+
+def test_label_images_give_each_region_the_style_of_its_partner_region(net, examples):
+    # One style image made of two paintings side by side, labelled red | blue; the content
+    # is labelled the other way round, blue | red, so each half must take the style of the
+    # painting on the *other* side: region to region, not place to place.
+    content = io.load_image(examples / "tubingen.jpg", 96)
+    h, w = content.shape[-2:]
+    blue, orange = (io.load_image(examples / f"{name}.jpg", 96)
+                    for name in ("starry_night", "the_scream"))
+    blue, orange = (F.interpolate(s, size=(h, w // 2), mode="bilinear") for s in (blue, orange))
+    style = torch.cat([blue, orange], dim=3)
+    out = io.pil_to_tensor(stylize(content, style, content_labels=_label_image(h, w, "blue",
+                                                                                "red"),
+                                   style_labels=_label_image(h, w, "red", "blue"), size=96,
+                                   iterations=30, scales=1, device="cpu", precision="float32"))
+    for half, own, other in zip(_halves(w), (orange, blue), (blue, orange), strict=True):
+        part, photo = out[..., half], content[..., half]
+        nearer = distances(net, part, photo, own)[0]
+        assert nearer < distances(net, part, photo, other)[0]
+        assert nearer < 0.8 * distances(net, photo, photo, own)[0]  # and it moved there
+
+
+@pytest.mark.parametrize("given, match", [
+    ("content", "give both a content mask and a style mask"),
+    ("tall", "of other proportions"),
+    ("two styles", "give one style"),
+])
+def test_bad_label_images_are_refused_before_any_work(examples, tmp_path, capsys, given, match):
+    from PIL import Image
+
+    from brushwork import cli
+
+    content = examples / "tubingen.jpg"
+    w, h = Image.open(content).size
+    labels = tmp_path / "content_labels.png"
+    _label_image(*((w, h) if given == "tall" else (h, w)), "red", "blue").save(labels)
+    style = examples / "wave.jpg"
+    style_labels = tmp_path / "style_labels.png"
+    _label_image(*Image.open(style).size[::-1], "red", "blue").save(style_labels)
+    flags = ["--content-labels", str(labels)]
+    if given != "content":
+        flags += ["--style-labels", str(style_labels)]
+    styles = [str(style)] + ([str(examples / "udnie.jpg")] if given == "two styles" else [])
+    out = tmp_path / "out.png"
+    code = cli.main(["stylize", str(content), *styles, "-o", str(out), "--size", "48",
+                     "--iterations", "2", "--device", "cpu", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("masks, match", [
     (1, "1 style masks for 2 style images"),
     ("tall", "of other proportions than the content"),

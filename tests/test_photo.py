@@ -17,19 +17,15 @@ from brushwork.errors import BrushworkError
 from brushwork.losses import gram
 from brushwork.matting import matting_energy, matting_laplacian
 from brushwork.photo import (
-    PALETTE,
     PhotoOptions,
-    RegionStyleLoss,
     auto_labels,
     load_inputs,
-    match_regions,
     matte,
     photo_transfer,
-    read_labels,
     region_colour_start,
-    single_region,
     style_distance,
 )
+from brushwork.regions import PALETTE, RegionStyleLoss, match_regions, read_labels, single_region
 from brushwork.vgg import Features, layer_masks
 
 from .test_matting import synthetic_matte, trimap_from_alpha

@@ -26,10 +26,11 @@ from brushwork.fast.train import TrainOptions, TrainResult
 from brushwork.fast.train import train as _train
 from brushwork.inspect import ReconstructOptions, feature_grid, reconstruct
 from brushwork.io import EXAMPLES, ImageLike
-from brushwork.photo import MaskLike, PhotoOptions
+from brushwork.photo import PhotoOptions
 from brushwork.photo import matte as _matte
 from brushwork.photo import photo_transfer as photo
 from brushwork.quality import Report, score
+from brushwork.regions import MaskLike
 
 __all__ = [
     "EXAMPLES", "BrushworkError", "FastOptions", "Model", "PhotoOptions", "ReconstructOptions",

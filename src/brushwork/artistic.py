@@ -38,6 +38,14 @@ from brushwork.optimise import (
     run,
 )
 from brushwork.options import check_schedule, require
+from brushwork.regions import (
+    PALETTE,
+    MaskLike,
+    Regions,
+    RegionStyleLoss,
+    match_regions,
+    read_label_pair,
+)
 from brushwork.runtime import autocast, available_memory, pick_device, resolve_precision
 from brushwork.tiling import (
     MIN_TILE,
@@ -244,6 +252,21 @@ class SpatialStyleLoss(ArtisticLoss):
         return masked_style_total(feats, self.style_w, self.masks, self.targets, self.shares)
 
 
+class RegionLoss(ArtisticLoss):
+    """Artistic loss with the style term per labelled region (``regions.RegionStyleLoss``):
+    each region of the content against its partner region of the one style."""
+
+    def __init__(self, net: Features, options: StyleOptions, content: torch.Tensor,
+                 style: torch.Tensor, regions: Regions, dtype: torch.dtype) -> None:
+        # The region loss owns the style targets, so the parent is given none.
+        super().__init__(net, options, content, {}, dtype)
+        self.regions = RegionStyleLoss(net, style, regions, *content.shape[-2:], self.style_w,
+                                       dtype)
+
+    def style_term(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.regions(feats)
+
+
 MaskSource = str | os.PathLike | Image.Image
 
 
@@ -352,17 +375,23 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
                    options: StyleOptions, callbacks: Sequence[Callback] = (),
                    resume: Checkpoint | None = None, progress: bool = True,
                    style_masks: torch.Tensor | None = None, init: torch.Tensor | None = None,
-                   extra_terms: Callable[[Scale], ExtraTerms] | None = None) -> torch.Tensor:
+                   extra_terms: Callable[[Scale], ExtraTerms] | None = None,
+                   regions: Regions | None = None) -> torch.Tensor:
     """The whole artistic procedure on tensors already at the output size; returns a tensor.
 
     With ``style_masks`` (1, K, H, W), one per style, each style goes where its mask is
-    (``SpatialStyleLoss``) and pixels no mask covers keep the content. ``init``, at the
-    content's size, replaces the starting image of ``options.init``; ``extra_terms`` gives
-    each scale's further loss terms (images that fit whole only).
+    (``SpatialStyleLoss``) and pixels no mask covers keep the content. With ``regions``
+    (from label images of the content and of its one style) each content region takes the
+    style of its partner region (``RegionLoss``). ``init``, at the content's size, replaces
+    the starting image of ``options.init``; ``extra_terms`` gives each scale's further loss
+    terms (images that fit whole only).
     """
     options.check()
     if not styles:
         raise BrushworkError("give at least one style image")
+    if regions is not None and (len(styles) != 1 or style_masks is not None):
+        raise BrushworkError("label images pair the regions of one style image with the "
+                             "content's: give one style, and no style masks")
     if style_masks is not None:
         if style_masks.shape[1] != len(styles) or style_masks.shape[-2:] != content.shape[-2:]:
             raise BrushworkError(f"{style_masks.shape[1]} style masks of "
@@ -406,8 +435,9 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
 
     def loss_for(scale: Scale) -> Callable | TiledProblem:
         tile = tile_for(options, scale.height, scale.width, per_pixel, budget)
-        if tile and (style_masks is not None or extra_terms is not None):
-            what = "style masks work" if style_masks is not None else "the temporal term works"
+        if tile and (style_masks is not None or regions is not None or extra_terms is not None):
+            what = "the temporal term works" if extra_terms is not None else \
+                "style masks and label images work"
             raise BrushworkError(f"{what} only on images that fit in memory whole; "
                                  f"{scale.width}x{scale.height} needs tiles: lower --size")
         if tile:
@@ -418,6 +448,9 @@ def stylize_tensor(content: torch.Tensor, styles: Sequence[torch.Tensor],
             return SpatialStyleLoss(net, options, resize(target_content, scale.height,
                                                          scale.width),
                                     styles_at(styles, scale, options.style_scale), masks, dtype)
+        if regions is not None:
+            return RegionLoss(net, options, resize(target_content, scale.height, scale.width),
+                              styles_at(styles, scale, options.style_scale)[0], regions, dtype)
         content_s, grams = targets(scale)
         return ArtisticLoss(net, options, content_s, grams, dtype,
                             extra=extra_terms(scale) if extra_terms else None)
@@ -441,14 +474,31 @@ def feature_network(options: StyleOptions, device: torch.device,
                        options.weights, device, dtype)
 
 
+def label_regions(content: ImageLike, style: torch.Tensor, content_labels: MaskLike | None,
+                  style_labels: MaskLike | None) -> Regions | None:
+    """The regions of two label images (the photo mode's colour code), read against the
+    images as given (not resized), so that one of other proportions is refused; None when
+    neither is given."""
+    if content_labels is None and style_labels is None:
+        return None
+    labels = read_label_pair(content_labels, style_labels,
+                             tuple(io.as_tensor(content).shape[-2:]), tuple(style.shape[-2:]))
+    return match_regions(*labels, list(PALETTE))
+
+
 def stylize(content: ImageLike, styles: ImageLike | Sequence[ImageLike],
             callback: Callback | None = None, style_masks: Sequence[MaskSource] | None = None,
+            content_labels: MaskLike | None = None, style_labels: MaskLike | None = None,
             **options) -> Image.Image:
     """Stylise ``content`` with one or more ``styles``; keyword options as in ``StyleOptions``.
-    ``style_masks``, one greyscale image per style, say where each style goes.
+    ``style_masks``, one greyscale image per style, say where each style goes;
+    ``content_labels`` and ``style_labels``, colour-coded label images of the content and of
+    one style, give each content region the style of the same colour's region.
 
     >>> img = stylize("photo.jpg", ["starry_night.jpg"], size=384, iterations=200)
     >>> two = stylize("photo.jpg", ["wave.jpg", "udnie.jpg"], style_masks=["sky.png", "land.png"])
+    >>> sky = stylize("photo.jpg", "painting.jpg", content_labels="photo_labels.png",
+    ...               style_labels="painting_labels.png")
     """
     opts = StyleOptions(**options).check()
     if isinstance(styles, (str, os.PathLike, Image.Image, torch.Tensor)):
@@ -457,6 +507,7 @@ def stylize(content: ImageLike, styles: ImageLike | Sequence[ImageLike],
     style_t = [io.as_tensor(s) for s in styles]
     masks = None if style_masks is None else read_style_masks(style_masks, len(style_t),
                                                                 content_t)
+    regions = label_regions(content, style_t[0], content_labels, style_labels)
     out = stylize_tensor(content_t, style_t, opts, [callback] if callback else [],
-                         style_masks=masks)
+                         style_masks=masks, regions=regions)
     return io.tensor_to_pil(out)

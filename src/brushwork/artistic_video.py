@@ -18,9 +18,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 from brushwork import io
 from brushwork.artistic import ExtraTerms, StyleOptions, stylize_tensor
-from brushwork.errors import BrushworkError
+from brushwork.errors import BrushworkError, brief
 from brushwork.optimise import Scale, Step, changed_settings, pyramid, resize
 from brushwork.options import require
 from brushwork.video import (
@@ -69,35 +70,84 @@ class VideoOptResult:
         return self.seconds / len(self.computed) if self.computed else 0.0
 
 
-def frames_folder(output: str | os.PathLike) -> Path:
-    """Where the finished frames of a run on ``output`` are kept until it is encoded."""
-    return Path(f"{output}.frames")
+#: The settings of a run, kept beside its finished frames and checked by --resume.
+RECORD = ".brushwork-run.json"
 
 
-def frame_path(folder: Path, index: int) -> Path:
-    return folder / f"{index:05d}.png"
+@dataclass
+class Frames:
+    """Where a run's finished frames go: for a video, numbered PNGs in ``OUTPUT.frames/``
+    (removed once the video is encoded); for a folder of frames, the output folder itself,
+    each frame a PNG under its input's name."""
+
+    folder: Path
+    names: list[str] | None = None  # None: numbered
+
+    def path(self, index: int) -> Path:
+        return self.folder / (self.names[index] if self.names else f"{index:05d}.png")
+
+    def finished(self) -> int:
+        """How many frames, from the first on without a gap, a run has finished."""
+        done = 0
+        while (self.names is None or done < len(self.names)) and self.path(done).is_file():
+            done += 1
+        return done
 
 
-def finished_frames(folder: Path) -> int:
-    """How many frames, from the first on without a gap, a run has finished."""
-    done = 0
-    while frame_path(folder, done).is_file():
-        done += 1
-    return done
+def frame_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files of a folder of frames in their order (numbers in names compared as
+    numbers, so frame_9 comes before frame_10), refused if none or of unequal sizes."""
+    folder = Path(folder)
+    files = sorted((f for f in folder.iterdir()
+                    if f.is_file() and f.suffix.lower() in io.IMAGE_SUFFIXES),
+                   key=lambda f: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", f.name)])
+    if not files:
+        raise BrushworkError(f"{folder}: no frames (image files {', '.join(io.IMAGE_SUFFIXES)}) "
+                             "to stylise")
+    stems = [f.stem for f in files]
+    twins = sorted({s for s in stems if stems.count(s) > 1})
+    if twins:
+        raise BrushworkError(f"{folder}: frames {brief(twins)} are there twice, with other "
+                             "suffixes; keep one of each")
+    sizes = {}
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                sizes.setdefault(img.size, f.name)
+        except (OSError, SyntaxError, ValueError):
+            raise BrushworkError(f"{f}: not an image Pillow can read; remove it from the "
+                                 "frames") from None
+    if len(sizes) > 1:
+        (a, first), (b, other) = list(sizes.items())[:2]
+        raise BrushworkError(f"{folder}: frames of different sizes ({first} is {a[0]}x{a[1]}, "
+                             f"{other} is {b[0]}x{b[1]}); give frames of one size")
+    return files
 
 
-def _open_folder(folder: Path, settings: dict, resume: bool) -> int:
-    """Make the side folder or, resuming, check that it is this run's; the frames done."""
-    record = folder / "settings.json"
+def frame_store(content: str | os.PathLike, output: str | os.PathLike) -> Frames:
+    """Where the finished frames of a run from ``content`` to ``output`` are kept."""
+    if Path(content).is_dir():
+        return Frames(Path(output), [f"{f.stem}.png" for f in frame_files(content)])
+    return Frames(Path(f"{output}.frames"))
+
+
+def _open_store(store: Frames, settings: dict, resume: bool) -> int:
+    """Make the frames' folder or, resuming, check that it is this run's; the frames done.
+    Nothing there is replaced without --resume."""
+    folder, record = store.folder, store.folder / RECORD
     if folder.exists() and not folder.is_dir():
         raise BrushworkError(f"{folder}: a file is where the frames of the run go; move it or "
                              "choose another -o")
     if not resume:
-        if folder.exists():
+        if record.is_file() or (store.names is None and folder.exists()):
             raise BrushworkError(f"{folder}: an interrupted run left its frames here; continue "
                                  "it with the same command and --resume, or delete the folder "
                                  "to start again")
-        folder.mkdir(parents=True)
+        taken = [n for i, n in enumerate(store.names or ()) if store.path(i).exists()]
+        if taken:
+            raise BrushworkError(f"{folder}: {brief(taken)} would be replaced; give -o a new "
+                                 "or empty folder")
+        folder.mkdir(parents=True, exist_ok=True)
         io.atomic_write(record, lambda tmp: Path(tmp).write_text(json.dumps(settings)))
         return 0
     if not record.is_file():
@@ -108,7 +158,12 @@ def _open_folder(folder: Path, settings: dict, resume: bool) -> int:
         raise BrushworkError(f"{folder}: the frames of another run (differing: "
                              f"{', '.join(changed)}); resume with the same input and settings, "
                              "or delete the folder to start again")
-    return finished_frames(folder)
+    return store.finished()
+
+
+def _folder_frames(files: Sequence[Path], size: int) -> Iterator[np.ndarray]:
+    for f in files:
+        yield np.asarray(io.resize_to(io.open_image(f), size))
 
 
 def temporal_terms(warped: torch.Tensor, mask: torch.Tensor,
@@ -134,12 +189,14 @@ def stylize_video(content: str | os.PathLike, styles: io.ImageLike | Sequence[io
                   on_frame: Callable[[int], None] | None = None,
                   **options: object) -> VideoOptResult:
     """Stylise every frame of the video ``content`` into the video ``output`` (written
-    atomically, with the source's sound); options as in ``StyleOptions``.
+    atomically, with the source's sound), or of a folder of frames into the folder
+    ``output`` (each frame a PNG of its input's name, written atomically as it is
+    finished); options as in ``StyleOptions``.
 
     ``independent`` stylises every frame from its content with the full schedule and no
     temporal term (the flickering baseline); ``resume`` continues an interrupted run from
-    its ``OUTPUT.frames/`` folder; ``on_frame`` is told each frame index this run finishes.
-    A clip of one image (``brushwork.video.pan_clip``) is a quick test:
+    its finished frames (see ``frame_store``); ``on_frame`` is told each frame index this
+    run finishes. A clip of one image (``brushwork.video.pan_clip``) is a quick test:
 
     >>> import brushwork
     >>> from brushwork.video import pan_clip
@@ -154,32 +211,36 @@ def stylize_video(content: str | os.PathLike, styles: io.ImageLike | Sequence[io
             or frame_iterations < 1:
         raise BrushworkError(f"--frame-iterations {frame_iterations}: give a whole number of "
                              "steps of at least 1, e.g. 30")
-    output = Path(output)
-    if not is_video(output):
-        raise BrushworkError(f"{output}: a video is written as a video; give -o a "
-                             f"{', '.join(VIDEO_SUFFIXES)} file")
+    output, source = Path(output), Path(content)
+    in_folder = source.is_dir()
+    _check_output(source, output, in_folder)
     if isinstance(styles, str | os.PathLike | Image.Image | torch.Tensor):
         styles = [styles]
     style_t = [io.as_tensor(s) for s in styles]
-    info = probe(content)  # a one-line error for what is not a video
-    frames = read_frames(content, opts.size)
+    if in_folder:
+        files = frame_files(source)
+        frames, count, fps = _folder_frames(files, opts.size), len(files), None
+        identity = [[f.name, f.stat().st_size] for f in files]
+    else:
+        info = probe(content)  # a one-line error for what is not a video
+        frames, count, fps = read_frames(content, opts.size), info.frames, info.fps
+        identity = source.stat().st_size
     first = next(frames)  # a video without frames fails here, before anything is written
     cv2 = _cv2()  # the one place that says how to install OpenCV
 
-    source = Path(content)
     settings = {**opts.settings(), "temporal_weight": temporal_weight,
                 "frame_iterations": frame_iterations, "independent": independent,
-                "content": str(source.resolve()), "content_bytes": source.stat().st_size,
+                "content": str(source.resolve()), "content_bytes": identity,
                 "styles": [str(s) if isinstance(s, str | os.PathLike) else "in memory"
                            for s in styles]}
-    folder = frames_folder(output)
-    done = _open_folder(folder, settings, resume)
+    store = frame_store(source, output)
+    done = _open_store(store, settings, resume)
     later = replace(opts, scales=1, iterations=frame_iterations)
     h, w = first.shape[:2]
     first_steps = sum(s.iterations for s in pyramid(h, w, opts.scales, opts.iterations))
     per_frame = first_steps if independent else frame_iterations
-    steps = [first_steps] + [per_frame] * max(0, info.frames - 1)
-    bar = tqdm(total=sum(steps) if info.frames else None, initial=sum(steps[:done]),
+    steps = [first_steps] + [per_frame] * max(0, count - 1)
+    bar = tqdm(total=sum(steps) if count else None, initial=sum(steps[:done]),
                unit="it", desc="clip", disable=not progress or None, dynamic_ncols=True)
     flow = TemporalFilter()
     errors: dict[str, list[float]] = {"input": [], "output": []}
@@ -190,10 +251,10 @@ def stylize_video(content: str | os.PathLike, styles: io.ImageLike | Sequence[io
     def step(_: Step) -> None:
         bar.update(1)
 
-    count = 0
+    seen = 0
     with bar:
         for index, frame in enumerate(itertools.chain([first], frames)):
-            count = index + 1
+            seen = index + 1
             grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
             image = frame.astype(np.float32) / 255.0
             carried = None  # the previous result warped onto this frame, and where valid
@@ -203,11 +264,11 @@ def stylize_video(content: str | os.PathLike, styles: io.ImageLike | Sequence[io
                 carried = TemporalFilter.warp(p_output, map_x, map_y), mask
                 errors["input"].append(TemporalFilter.warping_error(
                     image, TemporalFilter.warp(p_image, map_x, map_y), mask))
-            path = frame_path(folder, index)
+            path = store.path(index)
             if index < done:
                 result = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
             else:
-                bar.set_description(f"frame {index + 1}/{info.frames or '?'}")
+                bar.set_description(f"frame {index + 1}/{count or '?'}")
                 if carried is None or independent:
                     out = stylize_tensor(_tensor(image), style_t, opts, [step],
                                          progress=progress)
@@ -226,24 +287,39 @@ def stylize_video(content: str | os.PathLike, styles: io.ImageLike | Sequence[io
             if carried is not None:
                 errors["output"].append(TemporalFilter.warping_error(result, *carried))
             previous = (grey, image, result)
-    audio = _encode(folder, count, output, info.fps, content)
-    shutil.rmtree(folder)
-    return VideoOptResult(count, computed, time.perf_counter() - start,
+    audio = False
+    if fps is None:
+        (store.folder / RECORD).unlink()
+    else:
+        audio = _encode(store, seen, output, fps, content)
+        shutil.rmtree(store.folder)
+    return VideoOptResult(seen, computed, time.perf_counter() - start,
                           {k: float(np.mean(v)) for k, v in errors.items() if v}, audio)
 
 
-def _encode(folder: Path, count: int, output: Path, fps: float,
+def _check_output(source: Path, output: Path, in_folder: bool) -> None:
+    """A video is written as a video, a folder of frames as a folder: refused otherwise."""
+    if not in_folder and not is_video(output):
+        raise BrushworkError(f"{output}: a video is written as a video; give -o a "
+                             f"{', '.join(VIDEO_SUFFIXES)} file")
+    if in_folder and (output.is_file() or is_video(output)
+                      or output.suffix.lower() in io.IMAGE_SUFFIXES):
+        raise BrushworkError(f"{output}: a folder of frames ({source}) is written as a folder "
+                             "of frames; give -o a folder")
+
+
+def _encode(store: Frames, count: int, output: Path, fps: float,
             sound: str | os.PathLike) -> bool:
     """The finished frames into ``output``, atomically, with the sound of ``sound``; whether
     the sound was kept."""
     kept = {"audio": False}
 
     def write(tmp: str) -> None:
-        height, width = np.asarray(Image.open(frame_path(folder, 0))).shape[:2]
+        height, width = np.asarray(Image.open(store.path(0))).shape[:2]
         with frame_writer(tmp, fps, width, height, audio_from=sound) as writer:
             kept["audio"] = writer.keeps_audio
             for index in range(count):
-                writer.write(np.asarray(Image.open(frame_path(folder, index)).convert("RGB")))
+                writer.write(np.asarray(Image.open(store.path(index)).convert("RGB")))
 
     io.atomic_write(output, write)
     return kept["audio"]

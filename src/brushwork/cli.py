@@ -78,8 +78,9 @@ OUTPUT_FLAGS = ("output", "composite_output", "onnx", "record", "plot", "checkpo
                 "preview_dir", "sheet")
 
 
-#: The output flags that may name a folder (fast's -o takes one for a folder of images).
-FOLDER_OUTPUTS = {("fast", "output"), ("train", "preview_dir")}
+#: The output flags that may name a folder (fast's and stylize's -o take one for a folder of
+#: images or frames; stylize refuses it for a single image itself).
+FOLDER_OUTPUTS = {("fast", "output"), ("stylize", "output"), ("train", "preview_dir")}
 
 
 def _values(value: object) -> list:

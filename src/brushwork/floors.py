@@ -27,7 +27,8 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("command helpers", ("brushwork.commands.common",)),
     # artistic_video stands on artistic and video, on its own floor; neither imports it.
     ("jobs", ("brushwork.artistic", "brushwork.artistic_video", "brushwork.photo",
-              "brushwork.matting", "brushwork.inspect", "brushwork.recording", "brushwork.video",
+              "brushwork.regions", "brushwork.matting", "brushwork.inspect",
+              "brushwork.recording", "brushwork.video",
               "brushwork.planning", "brushwork.quality", "brushwork.fast",
               "brushwork.fast.*")),
     ("engine", ("brushwork.optimise", "brushwork.tiling")),

@@ -33,10 +33,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from brushwork import io
-from brushwork.errors import BrushworkError
 from brushwork.inspect import tile_grid
 from brushwork.matting import matting_energy, matting_laplacian
-from brushwork.photo import PALETTE, match_regions, read_labels
+from brushwork.regions import PALETTE, check_pair, match_regions, read_labels
 from brushwork.vgg import Features
 
 ImageLike = io.ImageLike
@@ -267,8 +266,7 @@ def score(output: ImageLike, content: ImageLike, style: ImageLike,
     >>> report = brushwork.score("out.png", "photo.jpg", "starry_night.jpg")  # doctest: +SKIP
     >>> report["style"], report["content"]  # doctest: +SKIP
     """
-    if (content_mask is None) != (style_mask is None):
-        raise BrushworkError("give both a content mask and a style mask, or neither")
+    check_pair(content_mask, style_mask)
     out, cont = at_eval_size(_pil(output), _pil(content), io.check_size(eval_size,
                                                                          "eval size"))
     sty = _pil(style)

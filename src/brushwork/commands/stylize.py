@@ -8,14 +8,8 @@ import sys
 from pathlib import Path
 
 from brushwork import io
-from brushwork.artistic import StyleOptions, read_style_masks, stylize_tensor
-from brushwork.artistic_video import (
-    FRAME_ITERATIONS,
-    TEMPORAL_WEIGHT,
-    finished_frames,
-    frames_folder,
-    stylize_video,
-)
+from brushwork.artistic import StyleOptions, label_regions, read_style_masks, stylize_tensor
+from brushwork.artistic_video import FRAME_ITERATIONS, TEMPORAL_WEIGHT, frame_store, stylize_video
 from brushwork.colour import COLOUR_MODES
 from brushwork.commands.common import (
     add_layer_args,
@@ -39,10 +33,10 @@ DEFAULTS = StyleOptions()
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("content", nargs="?", help="content photo")
+    p.add_argument("content", nargs="?", help="content photo, video, or folder of frames")
     p.add_argument("styles", nargs="*", help="one or more style images")
     p.add_argument("-o", "--output", help="output image (.png keeps the settings); for a "
-                   "video content, a video")
+                   "video content, a video; for a folder of frames, a folder")
     p.add_argument("--content", dest="content_flag", help="content photo (older spelling)")
     p.add_argument("--styles", "--style", dest="styles_flag", nargs="+",
                    help="style images (older spelling)")
@@ -70,6 +64,12 @@ def _configure_losses(p: argparse.ArgumentParser) -> None:
                    help="one greyscale image per style, of the content's proportions: each "
                         "style goes where its mask is white (grey blends); pixels no mask "
                         "covers keep the content")
+    w.add_argument("--content-labels", metavar="LABELS",
+                   help="colour-coded label image of the content (the photo command's "
+                        "--content-mask format); with --style-labels, each region takes the "
+                        "style of the same colour's region of the one style image")
+    w.add_argument("--style-labels", metavar="LABELS",
+                   help="label image of the style: same colour, same region")
     w.add_argument("--style-scale", type=float, default=DEFAULTS.style_scale,
                    help="style image scale relative to the output [%(default)s]")
     w.add_argument("--preserve-colour", "--preserve-color", choices=COLOUR_MODES,
@@ -108,12 +108,15 @@ def _run_stylize(args: argparse.Namespace, content: str, styles: list[str], outp
     content_t = io.load_image(content, options.size)
     masks = args.style_masks and read_style_masks(args.style_masks, len(styles), content_t)
     style_t = [io.load_image(s) for s in styles]
+    regions = label_regions(content, style_t[0], args.content_labels, args.style_labels)
     settings = {**options.settings(), "content": str(content), "styles": [str(s) for s in styles],
-                "style_masks": args.style_masks}
+                "style_masks": args.style_masks, "content_labels": args.content_labels,
+                "style_labels": args.style_labels}
     return run_with_snapshots(
         args, Path(output), settings,
         lambda callbacks, resume: stylize_tensor(content_t, style_t, options, callbacks, resume,
-                                                 progress=not args.quiet, style_masks=masks),
+                                                 progress=not args.quiet, style_masks=masks,
+                                                 regions=regions),
         recording_callbacks(args.record, args.record_frames, args.plot),
         (lambda image: score(image, content, styles[0])) if args.report else None)
 
@@ -129,22 +132,28 @@ def stylize(args: argparse.Namespace) -> int:
                              "brushwork stylize photo.jpg painting.jpg -o out.png")
     if not args.output:
         raise BrushworkError("give an output file with -o OUT.png")
-    if is_video(content):
+    if is_video(content) or Path(content).is_dir():
         return _run_video(args, content, styles, args.output)
+    if Path(args.output).is_dir():
+        raise BrushworkError(f"-o {args.output}: that is a folder; name the file to write (a "
+                             "folder is written only from a folder of frames)")
     return _run_stylize(args, content, styles, args.output)
 
 
 def _run_video(args: argparse.Namespace, content: str, styles: list[str], output: str) -> int:
-    """A video content: frame by frame through ``stylize_video``; on Ctrl-C or a signal
-    the finished frames stay in OUTPUT.frames/ for --resume."""
+    """A video or a folder of frames: frame by frame through ``stylize_video``; on Ctrl-C or
+    a signal the finished frames stay (in OUTPUT.frames/, or the output folder) for
+    --resume."""
     single = [flag for flag, given in (("--style-masks", args.style_masks),
+                                       ("--content-labels", args.content_labels),
+                                       ("--style-labels", args.style_labels),
                                        ("--record", args.record), ("--plot", args.plot),
                                        ("--save-every", args.save_every),
                                        ("--report", args.report), ("--dry-run", args.dry_run))
               if given]
     if single:
         raise BrushworkError(f"{', '.join(single)}: for a single image; drop it to stylise "
-                             f"the video {content}")
+                             f"the frames of {content}")
     options = options_from(args)
     try:
         result = stylize_video(content, styles, output, args.temporal_weight,
@@ -152,18 +161,18 @@ def _run_video(args: argparse.Namespace, content: str, styles: list[str], output
                                resume=args.resume, progress=not args.quiet,
                                **options.settings())
     except (Interrupted, KeyboardInterrupt) as stop:
-        folder = frames_folder(output)
-        if not folder.is_dir():
+        store = frame_store(content, output)
+        if not store.folder.is_dir():
             raise
         signum = stop.signum if isinstance(stop, Interrupted) else signum_of(stop)
         print(f"brushwork: interrupted ({signal.Signals(signum).name}); "
-              f"{finished_frames(folder)} finished frames kept in {folder}; continue with the "
+              f"{store.finished()} finished frames kept in {store.folder}; continue with the "
               "same command and --resume", file=sys.stderr)
         return 128 + signum
     f = result.flicker
     print(f"wrote {output}: {result.frames} frames, {len(result.computed)} stylised in "
           f"{result.seconds:.0f} s ({result.seconds_per_frame:.1f} s/frame)"
-          + ("" if result.audio else " (no ffmpeg: sound not copied)"))
+          + ("" if result.audio or not is_video(output) else " (no ffmpeg: sound not copied)"))
     if "output" in f:
         print(f"flicker (mean warping error): input {f['input']:.5f}, stylised "
               f"{f['output']:.5f}")
