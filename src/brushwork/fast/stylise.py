@@ -194,6 +194,11 @@ class Stylist:
                                  f"{self.min_tile}")
 
     @property
+    def name(self) -> str:
+        """What outputs are named after by default: the model's name."""
+        return self.model.name
+
+    @property
     def overlap(self) -> int:
         """Pixels neighbouring tiles share: the blend ramp spans the receptive field twice."""
         return 4 * self.radius

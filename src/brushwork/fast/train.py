@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -303,9 +304,10 @@ def distributed(device_name: str) -> Iterator[Ranks]:
 
 @dataclass
 class TrainResult:
-    """What a run gives back: the model, and the losses seen by this process per step."""
+    """What a run gives back: the model (``Trainer.trained``'s: a ``FastModel``, or a
+    decoder for ``fast.universal``), and the losses seen by this process per step."""
 
-    model: FastModel
+    model: Any
     history: list[dict[str, float]]
     validation: list[tuple[int, float]]
     steps: int
@@ -318,7 +320,17 @@ def load_checkpoint(path: Path) -> dict:
 
 
 class Trainer:
-    """One training run: built from options, then ``run()``; rank 0 alone writes files."""
+    """One training run: built from options, then ``run()``; rank 0 alone writes files.
+
+    What is trained is said by five methods (``run_name``, ``build_network``,
+    ``build_loss``, ``outputs``, ``write_model`` with ``trained``), so that another network
+    trained on the same photo crops (``fast.universal``'s decoders) reuses the data stream,
+    DDP, checkpoints, resume, time budget and previews by overriding them.
+    """
+
+    #: The checkpoint's kind tag; a subclass training another network has its own, so that
+    #: no run resumes from a checkpoint of the other kind.
+    checkpoint_kind = CHECKPOINT_KIND
 
     def __init__(self, options: TrainOptions, ranks: Ranks, resume: bool = False) -> None:
         self.o = options.check()
@@ -334,19 +346,18 @@ class Trainer:
             raise BrushworkError(f"{options.checkpoint_path}: a checkpoint of an earlier "
                                  "training is there; continue it with --resume (raise --steps "
                                  "to extend a finished one), or delete it to start again")
-        ckpt = load_checkpoint(options.checkpoint_path) if resume else None
+        ckpt = load_payload(options.checkpoint_path, self.checkpoint_kind,
+                            "training checkpoint") if resume else None
         if ckpt is not None and ckpt["step"] >= options.steps:
             raise BrushworkError(f"{options.checkpoint_path}: the checkpoint is already at step "
                                  f"{ckpt['step']}; give --steps above {ckpt['step']} to train on")
         self.dtype = resolve_precision(options.precision, device)
-        self.style_file = style_path(options.style)
-        self.style_name = options.name or self.style_file.stem
+        self.style_name = self.run_name()
         self.files = readable_images(options.data)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels
         torch.manual_seed(options.seed)
-        self.net = TransformerNet(options.channels, options.residual_blocks)
-        self.net = self.net.to(device, memory_format=torch.channels_last)
+        self.net = self.build_network().to(device, memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=options.lr)
         # Loss scaling only for float16; bfloat16 and float32 have float32's range.
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
@@ -355,15 +366,46 @@ class Trainer:
             self._resume(ckpt)
         elif options.init:
             self._init_from(options.init)
-        features = run_network((*options.content_layers, *options.style_layers),
-                               options.pooling, options.weights, device, channels_last=True)
-        style = io.load_image(self.style_file, options.style_size).to(device)
-        self.loss = PerceptualLoss(features, style, options, self.dtype)
+        self.loss = self.build_loss()
         self.model = self.net
         if ranks.world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self.previews = self._preview_images() if ranks.main else []
+
+    def run_name(self) -> str:
+        """The name the checkpoint and model carry: --name, else the style file's stem
+        (the style named is checked here, before any heavy work)."""
+        return self.o.name or style_path(self.o.style).stem
+
+    def build_network(self) -> torch.nn.Module:
+        """The network to train, on the CPU (``__init__`` moves it)."""
+        return TransformerNet(self.o.channels, self.o.residual_blocks)
+
+    def build_loss(self) -> torch.nn.Module:
+        """The loss of ``outputs``: the perceptual loss against the style image."""
+        o, device = self.o, self.ranks.device
+        features = run_network((*o.content_layers, *o.style_layers), o.pooling, o.weights,
+                               device, channels_last=True)
+        style = io.load_image(style_path(o.style), o.style_size).to(device)
+        return PerceptualLoss(features, style, o, self.dtype)
+
+    def outputs(self, module: torch.nn.Module,
+                batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The network's images for a batch of crops and their loss terms: one place for
+        training steps (``module`` the DDP wrapper) and validation (the bare network)."""
+        with autocast(self.ranks.device, self.dtype):
+            output = module(batch.contiguous(memory_format=torch.channels_last))
+        output = output.float()
+        return output, self.loss(output, batch)
+
+    def trained(self, settings: dict, path: Path | None) -> FastModel:
+        """What ``run`` gives back: the network as a model."""
+        return FastModel(self.net.eval(), self.style_name, settings, path)
+
+    def write_model(self, settings: dict) -> Path:
+        """Write the finished network to --output (rank 0 only)."""
+        return save_model(self.net, self.o.output, self.style_name, settings)
 
     def _init_from(self, model: str) -> None:
         """Start from a trained network's weights (fine-tuning: a new weight balance or a
@@ -410,10 +452,7 @@ class Trainer:
     def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """One Adam step on a batch of this rank's crops; returns the detached loss terms."""
         batch = batch.to(self.ranks.device, non_blocking=True)
-        batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast(self.ranks.device, self.dtype):
-            output = self.model(batch)
-        terms = self.loss(output.float(), batch)
+        _, terms = self.outputs(self.model, batch)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(terms["total"]).backward()
         self.scaler.step(self.opt)
@@ -427,9 +466,8 @@ class Trainer:
         self.net.eval()
         outputs, total = [], 0.0
         for image in self.previews:
-            with autocast(self.ranks.device, self.dtype):
-                out = self.net(image.contiguous(memory_format=torch.channels_last)).float()
-            total += float(self.loss(out, image)["total"])
+            out, terms = self.outputs(self.net, image)
+            total += float(terms["total"])
             outputs.append(out)
         self.net.train()
         return total / max(1, len(self.previews)), outputs
@@ -445,7 +483,7 @@ class Trainer:
 
     def save_checkpoint(self, seconds: float) -> Path:
         """Write everything needed to resume, atomically: a crash never leaves half a file."""
-        payload = {"kind": CHECKPOINT_KIND, "model": self.net.state_dict(),
+        payload = {"kind": self.checkpoint_kind, "model": self.net.state_dict(),
                    "optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(),
                    "step": self.step, "config": self.net.config(), "style": self.style_name,
                    "settings": self.o.settings(), "seconds": self.seconds_before + seconds}
@@ -498,17 +536,18 @@ class Trainer:
         settings = {**o.settings(), "steps": self.step, "device": _device_name(self.ranks),
                     "processes": self.ranks.world,
                     "seconds": round(self.seconds_before + seconds, 1)}
-        model = FastModel(self.net.eval(), self.style_name, settings)
+        path = None
         if main:
             self.save_checkpoint(time.perf_counter() - start)
             if o.preview_every and (not validation or validation[-1][0] != self.step):
                 validation.append(self._preview(bar))
-            model.path = save_model(self.net, o.output, self.style_name, settings)
+            path = self.write_model(settings)
             if self.step > first:
                 print(f"trained {self.step - first} steps in {seconds:.0f} s "
                       f"({(self.step - first) / seconds:.2f} steps/s); wrote {o.output}")
         values = [{k: float(v) for k, v in h.items()} for h in history]
-        return TrainResult(model, values, validation, self.step, seconds)
+        return TrainResult(self.trained(settings, path), values, validation, self.step,
+                           seconds)
 
     def _report(self, bar: tqdm, terms: dict[str, torch.Tensor]) -> None:
         values = {k: float(v) for k, v in terms.items()}
