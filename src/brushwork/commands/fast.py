@@ -24,11 +24,17 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     from brushwork.fast.train import TrainOptions
 
     d = TrainOptions("", "", "")
-    p.add_argument("style", help="style image, or a bundled one by name (e.g. starry_night)")
+    p.add_argument("style", nargs="?", help="style image, or a bundled one by name (e.g. "
+                   "starry_night); none with --decoder")
     p.add_argument("--data", required=True, help="folder of training photos (searched "
                    "recursively; COCO train2014 is the usual choice)")
     p.add_argument("-o", "--output", required=True, help="the model file to write (.pt)")
     p.add_argument("--name", help="style name stored in the model [the style file's name]")
+    p.add_argument("--decoder", metavar="LAYER", help="train no style network but the decoder "
+                   "of VGG-19's LAYER (relu1_1 .. relu5_1) that `brushwork fast STYLE_IMAGE` "
+                   "needs, on the same photos (losses: pixel and LAYER reconstruction)")
+    p.add_argument("--width", type=float, default=1.0, help="with --decoder: share of VGG's "
+                   "channels in the decoder's hidden layers [%(default)s]")
     t = p.add_argument_group("training")
     t.add_argument("--steps", type=int, default=d.steps, help="[%(default)s]")
     t.add_argument("--minutes", type=float, help="stop after this much time even if --steps "
@@ -81,11 +87,26 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 def train(args: argparse.Namespace) -> int:
     from brushwork.fast.train import TrainOptions
     from brushwork.fast.train import train as run_training
+    from brushwork.fast.universal import STYLE_ONLY, DecoderOptions, train_decoder
 
-    options = TrainOptions(args.style, args.data, args.output, progress=not args.quiet,
-                           **{k: getattr(args, k) for k in TRAIN_FIELDS})
+    if args.decoder:
+        if args.style:
+            raise BrushworkError(f"{args.style}: a decoder is trained on photos alone; give "
+                                 "no STYLE with --decoder")
+        options = DecoderOptions(data=args.data, output=args.output, layer=args.decoder,
+                                 width=args.width, progress=not args.quiet,
+                                 **{k: getattr(args, k) for k in TRAIN_FIELDS
+                                    if k not in STYLE_ONLY})
+        run = train_decoder
+    else:
+        if not args.style:
+            raise BrushworkError("give a STYLE image to train a style network, or --decoder "
+                                 "LAYER to train a decoder for `brushwork fast STYLE_IMAGE`")
+        options = TrainOptions(args.style, args.data, args.output, progress=not args.quiet,
+                               **{k: getattr(args, k) for k in TRAIN_FIELDS})
+        run = run_training
     try:
-        run_training(options, resume=args.resume)
+        run(options, resume=args.resume)
     except KeyboardInterrupt as stop:
         print(f"brushwork: interrupted; continue with the same command and --resume "
               f"(checkpoint {options.checkpoint_path})", file=sys.stderr)
@@ -94,8 +115,9 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _configure_fast(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a shipped model's name (see `brushwork models`) or a model "
-                   "or checkpoint file")
+    p.add_argument("model", help="a shipped model's name (see `brushwork models`), a model "
+                   "or checkpoint file, or a style image: any style in one pass through the "
+                   "decoders of --decoders")
     p.add_argument("input", help="an image, a folder of images, or a video")
     p.add_argument("-o", "--output", help="image, folder or video to write "
                    "[INPUT_MODEL beside the input]")
@@ -118,6 +140,14 @@ def _configure_fast(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto",
                    choices=("auto", "float32", "bfloat16", "float16"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    u = p.add_argument_group("a style image in place of a model (universal style transfer)")
+    u.add_argument("--decoders", metavar="DIR", help="folder of decoder files (`brushwork "
+                   "train --decoder LAYER`) [the package's models/decoders]")
+    u.add_argument("--style-size", type=int, default=512,
+                   help="longest side of the style image [%(default)s]")
+    u.add_argument("--transform", choices=("wct", "adain"), default="wct",
+                   help="whitening and colouring (Li et al.), or AdaIN (Huang & Belongie): "
+                        "channel means and deviations only [%(default)s]")
 
 
 def default_output(source: Path, model: str) -> Path:
@@ -134,6 +164,7 @@ def default_output(source: Path, model: str) -> Path:
                  "MODEL INPUT [-o OUT]", _configure_fast)
 def fast(args: argparse.Namespace) -> int:
     from brushwork.fast.stylise import FastOptions, Stylist, stylise_folder, stylise_image
+    from brushwork.fast.universal import UniversalStylist, is_style_image
     from brushwork.video import is_video, stylise_video
 
     source = Path(args.input)
@@ -144,10 +175,14 @@ def fast(args: argparse.Namespace) -> int:
     if args.smooth and not is_video(source):
         warnings.warn(f"--smooth blends consecutive video frames; {source} is not a video, "
                       "so it has no effect", stacklevel=1)
-    stylist = Stylist(args.model, options)
-    output = Path(args.output) if args.output else default_output(source, stylist.model.name)
+    if is_style_image(args.model):
+        stylist = UniversalStylist(args.model, options=options, style_size=args.style_size,
+                                   transform=args.transform, folder=args.decoders)
+    else:
+        stylist = Stylist(args.model, options)
+    output = Path(args.output) if args.output else default_output(source, stylist.name)
     if output.is_dir() and not source.is_dir():  # -o FOLDER/ for one file: the file goes in it
-        output = output / default_output(source, stylist.model.name).name
+        output = output / default_output(source, stylist.name).name
     if source.is_dir() and output.exists() and not output.is_dir():
         raise BrushworkError(f"-o {output}: that is a file, and a folder of images is written "
                              "to a folder; give -o a folder (new or existing)")
