@@ -54,21 +54,34 @@ TRANSFORMS = ("wct", "adain")
 EIGEN_FLOOR = 1e-5
 
 
-def _flat(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1, C, H, W) features as (C, H*W) centred on their mean, and the mean (C, 1)."""
-    flat = features[0].reshape(features.shape[1], -1).float()
-    mean = flat.mean(dim=1, keepdim=True)
-    return flat - mean, mean
+def _pixels(features: torch.Tensor) -> torch.Tensor:
+    """(1, C, H, W) features as (H*W, C), a pixel per row: a view, no copy, of the
+    channels-last maps the encoder gives on a CPU (a (C, H*W) layout would copy the whole
+    map, which took longer than the transform itself)."""
+    return features[0].permute(1, 2, 0).reshape(-1, features.shape[1]).float()
+
+
+def _as_features(pixels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(H*W, C) rows back to ``like``'s (1, C, H, W) shape (channels-last, as ``_pixels``)."""
+    _, c, h, w = like.shape
+    return pixels.reshape(h, w, c).permute(2, 0, 1).unsqueeze(0)
+
+
+def _centred(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The features' pixels (H*W, C) less their mean, and the mean (1, C)."""
+    pixels = _pixels(features)
+    mean = pixels.mean(dim=0, keepdim=True)
+    return pixels - mean, mean
 
 
 def _covariance_power(centred: torch.Tensor, power: float) -> torch.Tensor:
-    """The covariance of centred (C, N) features to the given power (-1/2 or 1/2).
+    """The channel covariance of centred (N, C) features to the given power (-1/2 or 1/2).
 
     The covariance is summed in float32 (a float64 product over a 512 px image's pixels
     takes seconds on a CPU) but decomposed in float64, where the small eigenvalues that
     the inverse square root depends on survive; directions below EIGEN_FLOOR are dropped
     (power 0 there) as Li et al. drop them."""
-    cov = (centred @ centred.T / max(1, centred.shape[1] - 1)).double()
+    cov = (centred.T @ centred / max(1, centred.shape[0] - 1)).double()
     values, vectors = torch.linalg.eigh(cov)
     keep = values > EIGEN_FLOOR * values.max().clamp_min(1e-12)
     scaled = torch.where(keep, values.clamp_min(1e-12).pow(power), torch.zeros_like(values))
@@ -78,22 +91,32 @@ def _covariance_power(centred: torch.Tensor, power: float) -> torch.Tensor:
 def whiten(features: torch.Tensor) -> torch.Tensor:
     """Centred features (1, C, H, W) with identity channel covariance: the content's
     layout kept, its channel statistics (its own style) taken out."""
-    centred, _ = _flat(features)
-    return (_covariance_power(centred, -0.5) @ centred).reshape_as(features)
+    centred, _ = _centred(features)
+    return _as_features(centred @ _covariance_power(centred, -0.5), features)
 
 
 def colour(whitened: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
     """Whitened features given the style features' covariance and mean (any H, W)."""
-    centred, mean = _flat(style)
-    flat = whitened[0].reshape(whitened.shape[1], -1).float()
-    return (_covariance_power(centred, 0.5) @ flat + mean).reshape_as(whitened)
+    centred, mean = _centred(style)
+    return _as_features(_pixels(whitened) @ _covariance_power(centred, 0.5) + mean, whitened)
 
 
 def whiten_colour(content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """WCT: the content features (1, C, H, W) with the style's mean and covariance, blended
-    with the content's own by ``alpha`` (Li et al.'s control of style strength)."""
-    out = colour(whiten(content), style).to(content.dtype)
-    return torch.lerp(content, out, alpha)
+    with the content's own by ``alpha`` (Li et al.'s control of style strength).
+
+    ``colour(whiten(content), style)`` as one C x C matrix on the centred features, the
+    blend folded into it (alpha T + (1 - alpha) I), so that the large feature map is
+    multiplied once, not three times."""
+    centred, mean = _centred(content)
+    s_centred, s_mean = _centred(style)
+    # rows are pixels, so the matrices apply on the right (both powers are symmetric)
+    transform = _covariance_power(centred, -0.5) @ _covariance_power(s_centred, 0.5)
+    eye = torch.eye(len(transform), device=transform.device)
+    matrix = torch.lerp(eye, transform, alpha)
+    # (x - mean) M + target = x M + (target - mean M): one fused pass over the pixels
+    shift = torch.lerp(mean, s_mean, alpha) - mean @ matrix
+    return _as_features(torch.addmm(shift, _pixels(content), matrix), content).to(content.dtype)
 
 
 def adain(content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0,
@@ -101,11 +124,14 @@ def adain(content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0,
     """AdaIN: each content channel moved to the style channel's mean and standard deviation,
     blended with the content by ``alpha``: what Huang & Belongie found a decoder needs to
     paint a style's texture, at a fraction of WCT's cost."""
-    dims = (2, 3)
-    c_mean, c_std = content.mean(dims, keepdim=True), content.std(dims, keepdim=True)
-    s_mean, s_std = style.mean(dims, keepdim=True), style.std(dims, keepdim=True)
-    out = (content - c_mean) / (c_std + eps) * s_std + s_mean
-    return torch.lerp(content, out, alpha)
+    (c_centred, c_mean), (s_centred, s_mean) = _centred(content), _centred(style)
+    c_std, s_std = (torch.linalg.vector_norm(x, dim=0) / max(1, len(x) - 1) ** 0.5
+                    for x in (c_centred, s_centred))
+    # x -> (x - c_mean) * scale + s_mean, blended by alpha, as one x * a + b
+    scale = torch.lerp(torch.ones_like(c_std), s_std / (c_std + eps), alpha)
+    shift = torch.lerp(c_mean[0], s_mean[0], alpha) - c_mean[0] * scale
+    view = (1, -1, 1, 1)
+    return torch.addcmul(shift.view(view), content.float(), scale.view(view)).to(content.dtype)
 
 
 def encoder_plan(layer: str) -> list[tuple[int, int] | None]:
@@ -278,8 +304,14 @@ class UniversalStylist:
         self.decoders = {k: decoders[k].net.to(self.device).eval() for k in self.levels}
         self.encoder = run_network(self.levels, "max", None, self.device)
         self.name = Path(style).stem
-        with torch.no_grad(), autocast(self.device, self.dtype):
-            feats = self.encoder(style_image.to(self.device))
+        self.use_style(style_image)
+
+    @torch.no_grad()
+    def use_style(self, image: torch.Tensor) -> None:
+        """Take the style from ``image`` (1, 3, H, W): one encoder pass, so another style
+        costs about one image's stylisation more, no training."""
+        with autocast(self.device, self.dtype):
+            feats = self.encoder(image.to(self.device))
         self.style_features = {k: v.float() for k, v in feats.items()}
 
     def encode(self, image: torch.Tensor, layer: str) -> torch.Tensor:
