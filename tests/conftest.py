@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from brushwork import weights
+from brushwork import io, weights
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "src" / "brushwork" / "examples"
@@ -24,6 +24,18 @@ def vgg_state() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="session")
 def examples() -> Path:
     return EXAMPLES
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory, examples: Path) -> Path:
+    """Six small photos cut from the bundled ones: a training set for fast networks and
+    decoders (test_fast, test_universal)."""
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("tubingen", "chelsea"):
+        img = io.open_image(examples / f"{name}.jpg").resize((120, 90))
+        for i, box in enumerate([(0, 0, 60, 60), (60, 0, 120, 60), (30, 30, 90, 90)]):
+            img.crop(box).save(folder / f"{name}_{i}.jpg", quality=90)
+    return folder
 
 
 @pytest.fixture(scope="session")

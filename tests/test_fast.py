@@ -46,17 +46,6 @@ def tiny_options(data: Path, output: Path, **changes) -> TrainOptions:
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory, examples: Path) -> Path:
-    """Six small photos cut from the bundled ones."""
-    folder = tmp_path_factory.mktemp("photos")
-    for name in ("tubingen", "chelsea"):
-        img = io.open_image(examples / f"{name}.jpg").resize((120, 90))
-        for i, box in enumerate([(0, 0, 60, 60), (60, 0, 120, 60), (30, 30, 90, 90)]):
-            img.crop(box).save(folder / f"{name}_{i}.jpg", quality=90)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def trained(photos: Path, tmp_path_factory) -> tuple[Trainer, float, float]:
     """A tiny network trained for 8 steps, with its validation loss before and after."""
     out = tmp_path_factory.mktemp("trained") / "tiny.pt"

@@ -70,17 +70,6 @@ def test_adain_gives_the_styles_channel_means_and_deviations() -> None:
     assert torch.allclose(out.std(dims), style.std(dims), rtol=1e-3)
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory, examples: Path) -> Path:
-    """Small photos cut from the bundled ones."""
-    folder = tmp_path_factory.mktemp("photos")
-    for name in ("tubingen", "chelsea"):
-        img = io.open_image(examples / f"{name}.jpg").resize((96, 72))
-        for i, box in enumerate([(0, 0, 48, 48), (48, 0, 96, 48), (24, 24, 72, 72)]):
-            img.crop(box).save(folder / f"{name}_{i}.jpg", quality=90)
-    return folder
-
-
 def tiny(photos: Path, output: Path, layer: str, **changes) -> DecoderOptions:
     settings = dict(data=str(photos), output=str(output), layer=layer, width=0.125, steps=12,
                     batch_size=2, size=32, lr=3e-3, workers=0, preview_every=0,
@@ -185,3 +174,19 @@ def test_saved_decoders_are_float16_and_checksummed(tmp_path: Path) -> None:
     assert all(v.dtype == torch.float16 for v in payload["state"].values())
     with pytest.raises(BrushworkError, match="ends in .pt"):
         save_decoder(Decoder("relu1_1"), tmp_path / "d.png")
+
+
+def test_decoders_beside_the_shipped_models_are_found_and_listed(decoders: Path, examples: Path,
+                                                                tmp_path: Path, monkeypatch,
+                                                                capsys) -> None:
+    from brushwork.fast import universal
+
+    monkeypatch.setattr(universal, "DECODERS_DIR", decoders)
+    assert main(["models"]) == 0
+    listed = capsys.readouterr().out
+    assert "relu1_1  width 0.125" in listed and "relu2_1" in listed and "steps 12" in listed
+    out = tmp_path / "out.jpg"
+    assert main(["fast", str(examples / "wave.jpg"), str(examples / "chelsea.jpg"), "-o",
+                 str(out), "--size", "32", "--style-size", "48", "--strength", "0.5",
+                 "--preserve-colour", "luminance", "--transform", "adain"]) == 0
+    assert out.is_file()

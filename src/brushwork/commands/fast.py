@@ -254,12 +254,17 @@ def _configure_models(p: argparse.ArgumentParser) -> None:
 
 @command("models", "list the trained models that ship with brushwork", _configure_models)
 def models(args: argparse.Namespace) -> int:
+    from brushwork.fast import universal
     from brushwork.fast.model import MODELS_DIR, describe, shipped
 
     found = shipped()
     if not found:
         print(f"no models in {MODELS_DIR}; train one with `brushwork train`")
-        return 0
     for path in found.values():
         print(describe(path) + (f"\n    {path}" if args.path else ""))
+    if any(universal.DECODERS_DIR.glob("*.pt")):
+        print("decoders, for a style image in place of a model (`brushwork fast STYLE_IMAGE`):")
+        for decoder in universal.find_decoders().values():
+            print(f"  {universal.describe_decoder(decoder)}"
+                  + (f"\n    {decoder.path}" if args.path else ""))
     return 0

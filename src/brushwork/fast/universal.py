@@ -274,6 +274,16 @@ def find_decoders(folder: str | os.PathLike | None = None) -> dict[str, DecoderM
     return found
 
 
+def describe_decoder(decoder: DecoderModel) -> str:
+    """One line for `brushwork models`: layer, width, size and how it was trained."""
+    s, net = decoder.settings, decoder.net
+    trained = ", ".join(f"{k} {s[k]}" for k in ("steps", "batch_size", "size", "device",
+                                                  "seconds") if k in s)
+    size = decoder.path.stat().st_size / 1e6 if decoder.path else 0.0
+    return (f"{net.layer:<8} width {net.width:g}, {size:.2f} MB"
+            + (f"  (trained: {trained})" if trained else ""))
+
+
 def is_style_image(name: str | os.PathLike) -> bool:
     """Whether what `brushwork fast` was given in place of a model is an image: the style
     of a one-pass universal run."""
