@@ -166,7 +166,7 @@ class Decoder(nn.Module):
     tests use tiny ones). Parameters at width 1, and the float16 file: relu1_1 0.002 M
     (0.003 MB), relu2_1 0.11 M (0.22 MB), relu3_1 0.56 M (1.1 MB), relu4_1 3.5 M (7.0 MB),
     relu5_1 12.9 M (26 MB), all five 34 MB; at width 0.5: 0.09, 0.43, 2.3 and 7.7 MB
-    (``parameters``; ``benchmarks/bench_universal.py`` prints them).
+    (``benchmarks/bench_universal.py`` prints them).
     """
 
     def __init__(self, layer: str = "relu3_1", width: float = 1.0) -> None:
@@ -452,9 +452,3 @@ def train_decoder(options: DecoderOptions, resume: bool = False) -> TrainResult:
     returns fast.train's TrainResult with a DecoderModel."""
     with distributed(options.device) as ranks:
         return DecoderTrainer(options, ranks, resume).run()
-
-
-def parameters(layer: str, width: float = 1.0) -> int:
-    """A decoder's parameter count, for the sizes in Decoder's docstring and benchmarks."""
-    return sum(p.numel() for p in Decoder(layer, width).parameters())
-
