@@ -212,7 +212,7 @@ class PhotoOptions(StyleOptions):
     inits: ClassVar[tuple[str, ...]] = (*INITS, "regions")
     least_iterations: ClassVar[int] = 0  # stage one may be left out
 
-    style_weight: float = 20.0
+    style_weight: float = 45.0
     style_layer_weights: tuple[float, ...] | None = LAYER_WEIGHTS
     tv_weight: float = 0.0
     init: str = "regions"
@@ -221,7 +221,7 @@ class PhotoOptions(StyleOptions):
     matting_iterations: int = 120
     matting_eps: float = 1e-7
     regions: int = 3
-    smooth: float = 12.0
+    smooth: float = 50.0
     output_size: int | None = None  # the result's longest side; None: the content's own
 
     def check(self) -> PhotoOptions:
