@@ -70,9 +70,10 @@ PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "images" / "photo"
 PAIRS = (1, 2, 4, 5, 7, 8, 9, 10, 11, 14, 16, 18, 20, 23, 25, 28, 30, 36, 39, 42, 44, 50, 55)
 SYSTEMS = ("input", "paper", "brushwork")
 # The pairs the photo defaults were tuned on (the steps on 1, 2, 4, 5 and 8; the finishing
-# on 7, 11, 14, 20, 25 and 55, and again on 2, 5, 8, 11, 14, 18, 20, 36 and 55); the others
-# are kept aside to check them.
-TUNED = (1, 2, 4, 5, 7, 8, 11, 14, 18, 20, 25, 36, 55)
+# on 7, 11, 14, 20, 25 and 55, and again on 2, 5, 8, 11, 14, 18, 20, 36 and 55; the style
+# weight and smoothing strength on 2, 5, 8, 9, 14, 18 and 36); the others are kept aside to
+# check them.
+TUNED = (1, 2, 4, 5, 7, 8, 9, 11, 14, 18, 20, 25, 36, 55)
 
 
 def cpu_kind() -> str:
