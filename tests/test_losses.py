@@ -1,5 +1,6 @@
 """Loss formulas against hand computations, and the size independence the README promises."""
 
+import pytest
 import torch
 
 from brushwork.losses import content_loss, gram, style_loss, tv_loss
@@ -18,6 +19,23 @@ def test_masked_gram_with_full_mask_is_plain_gram_and_half_mask_averages_region(
     mask = torch.zeros(1, 1, 6, 7)
     mask[..., :3, :] = 1
     assert torch.allclose(gram(f, mask), gram(f[..., :3, :]), atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("masked", [False, True])
+def test_gram_gradient_is_the_derivative_of_the_gram_in_either_layout(layout, masked):
+    """The Gram's own backward pass (one product, in the features' layout) against finite
+    differences, and the gradient comes back in the layout the features came in."""
+    torch.manual_seed(0)
+    f = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=layout)
+    mask = torch.rand(2, 1, 4, 5, dtype=torch.float64) if masked else None
+    assert torch.autograd.gradcheck(lambda x: gram(x, mask), (f.requires_grad_(),))
+    gram(f, mask).pow(2).sum().backward()
+    assert f.grad.is_contiguous(memory_format=layout)
+    plain = f.detach().reshape(2, 3, 20).requires_grad_()
+    m = torch.ones(2, 1, 20, dtype=torch.float64) if mask is None else mask.reshape(2, 1, 20)
+    ((plain * m) @ plain.transpose(1, 2) / m.sum(2, keepdim=True)).pow(2).sum().backward()
+    assert torch.allclose(f.grad.reshape(2, 3, 20), plain.grad)
 
 
 def test_content_and_style_loss_zero_at_target_and_positive_elsewhere():

@@ -1,5 +1,9 @@
 """Tiles: exact cover, shared global statistics, results close to untiled, no seams."""
 
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -156,3 +160,38 @@ def test_tiles_too_small_for_their_overlap_are_refused(changes, message):
 def test_tile_zero_or_large_enough_is_accepted():
     for tile in (None, 0, 64, 128, 5000):
         StyleOptions(tile=tile, overlap=32).check()
+
+
+REUSE = """
+import resource, sys, torch
+from brushwork.runtime import pick_device
+if sys.argv[1] == "run":
+    pick_device()
+def step():
+    # like an optimisation step: large maps kept for the backward pass, small tensors among them
+    kept = []
+    for n in (50_000_000, 25_000_000, 12_500_000, 25_000_000, 12_500_000):
+        kept += [torch.ones(n), torch.ones(8)]
+    return kept
+faults = []
+for _ in range(10):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    step()
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sum(faults[1:]))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
+def test_a_cpu_run_reuses_freed_buffers_instead_of_faulting_them_in_again():
+    """Steps and tiles free and allocate the same large buffers: once a run has picked the
+    CPU, later steps reuse what the first one freed (without it, every step faults in its
+    500 MB again, page by page)."""
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", REUSE, mode], capture_output=True,
+                             text=True, check=True).stdout
+        return int(out)
+
+    pages_of_later_steps = 9 * 500_000_000 // 4096
+    assert faults("bare") > pages_of_later_steps * 0.9
+    assert faults("run") < pages_of_later_steps / 4

@@ -19,20 +19,64 @@ import torch.nn.functional as F
 
 
 def gram(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Gram matrix F F^T / positions of (N, C, H, W) features, in float32.
+    """Gram matrix F F^T / positions of (N, C, H, W) features, in float32 (or float64).
 
     With a ``mask`` (N, 1, H, W) of weights in 0..1, positions are weighted by the mask and
     the division is by the mask's sum, so a region's Gram is the average over that region.
+    The mask is a constant: no gradient flows into it.
     """
-    n, c, h, w = features.shape
     # Outside autocast's reach: under it the product would be cast back to half precision,
     # and a half-precision target against a float32 Gram breaks the backward pass.
     with torch.autocast(features.device.type, enabled=False):
-        flat = features.float().reshape(n, c, h * w)
-        if mask is None:
-            return flat @ flat.transpose(1, 2) / (h * w)
-        m = mask.float().reshape(n, 1, h * w)
-        return (flat * m) @ flat.transpose(1, 2) / m.sum(dim=2, keepdim=True).clamp_min(1.0)
+        return _Gram.apply(features.to(torch.promote_types(features.dtype, torch.float32)),
+                           None if mask is None else mask.to(features.device))
+
+
+def _matrix(features: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """The features as a matrix without a copy: (N, HW, C) when they are laid out
+    channels-last (as the CPU network makes them), else (N, C, HW); and which it is."""
+    n, c, h, w = features.shape
+    if c > 1 and features.is_contiguous(memory_format=torch.channels_last):
+        return features.permute(0, 2, 3, 1).reshape(n, h * w, c), True
+    return features.reshape(n, c, h * w), False
+
+
+class _Gram(torch.autograd.Function):
+    """The Gram matrix with a backward pass of one product in the features' own layout:
+    dF = m * (S + S^T) F / d. Autograd's own would take two products, sum them, and mix
+    layouts (a strided add of the size of every style layer's features, each step)."""
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        n, c, h, w = features.shape
+        mat, last = _matrix(features)
+        weights = None if mask is None else mask.to(features.dtype).reshape(n, 1, h * w)
+        if weights is None:
+            total = torch.full((n, 1, 1), float(h * w), dtype=features.dtype,
+                               device=features.device)
+            weighted = mat
+        else:
+            total = weights.sum(dim=2, keepdim=True).clamp_min(1.0)
+            weighted = mat * (weights.transpose(1, 2) if last else weights)
+        g = (weighted.transpose(1, 2) @ mat if last else weighted @ mat.transpose(1, 2)) / total
+        ctx.save_for_backward(features, weights, total)
+        return g
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        features, weights, total = ctx.saved_tensors
+        n, c, h, w = features.shape
+        mat, last = _matrix(features)
+        sym = (grad + grad.transpose(1, 2)) / total
+        if last:
+            d = mat @ sym
+            if weights is not None:
+                d = d * weights.transpose(1, 2)
+            return d.reshape(n, h, w, c).permute(0, 3, 1, 2), None
+        d = sym @ mat
+        if weights is not None:
+            d = d * weights
+        return d.reshape(n, c, h, w), None
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

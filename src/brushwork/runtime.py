@@ -1,4 +1,4 @@
-"""Where and in what precision the network runs.
+"""Where and in what precision the network runs, and how the CPU's memory is reused.
 
 Reduced precision is used only where the hardware has it: on a CPU without native
 bfloat16 (AVX-512-BF16 or AMX), PyTorch emulates bf16 convolutions at roughly a hundred
@@ -9,7 +9,10 @@ Losses are always summed in float32.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
+import platform
 from collections.abc import Iterator
 
 import torch
@@ -20,9 +23,17 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """'auto' is CUDA when present, else CPU; a named device is checked to exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """'auto' is CUDA when present, else CPU; a named device is checked to exist. A run on
+    the CPU reuses the memory it frees from here on (``keep_freed_memory``)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" \
+        else named_device(name)
+    if device.type == "cpu":
+        keep_freed_memory()
+    return device
+
+
+def named_device(name: str) -> torch.device:
+    """The device ``name`` stands for, refused in one line where brushwork cannot run."""
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -37,6 +48,31 @@ def pick_device(name: str = "auto") -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise BrushworkError(f"device {name}: only {torch.cuda.device_count()} GPU(s)")
     return device
+
+
+#: glibc's mallopt parameters (malloc.h): never map a block of its own, trim the heap late.
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for the next allocation instead of returning it.
+
+    Every step (and every tile) frees and allocates the same large feature maps; glibc maps
+    each block over 32 MB afresh and unmaps it on free, so the kernel zeroes and faults it
+    in again page by page, which on large outputs costs a fifth of the CPU time. The price
+    is that the process keeps the memory it freed until it ends (``BRUSHWORK_KEEP_MEMORY=0``
+    leaves glibc as it is). Once per process; False where it does nothing.
+    """
+    if os.environ.get("BRUSHWORK_KEEP_MEMORY") == "0" or platform.system() != "Linux" or \
+            platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(
+            libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
 
 
 def cpu_has_bf16() -> bool:
