@@ -32,6 +32,10 @@ ENDLESS = ["--size", "40", "--iterations", "100000", "--scales", "1", "--checkpo
 
 
 _CHILDREN: list[subprocess.Popen] = []
+#: A child answers Ctrl-C and SIGHUP as it would in a terminal, even when the suite runs
+#: where they are ignored and children inherit that (nohup, a shell's background job).
+DEFAULT_SIGNALS = ("import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                   "signal.signal(signal.SIGHUP, signal.SIG_DFL)")
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +53,8 @@ def child(argv: list[str], prelude: str = "", cwd: Path | None = None,
           limit: int | None = None) -> subprocess.Popen:
     """`brushwork ARGV` in a new process, after ``prelude`` (code that wraps one stage so
     that the child signals itself there); ``limit`` caps the size of any file it writes."""
-    code = f"import sys\n{prelude}\nfrom brushwork.cli import main\nsys.exit(main({argv!r}))\n"
+    code = f"import sys\n{DEFAULT_SIGNALS}\n{prelude}\nfrom brushwork.cli import main\n" \
+           f"sys.exit(main({argv!r}))\n"
 
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
