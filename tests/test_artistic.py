@@ -8,7 +8,7 @@ from brushwork import colour, io
 from brushwork.artistic import StyleOptions, stylize, stylize_tensor
 from brushwork.errors import BrushworkError
 from brushwork.losses import gram
-from brushwork.optimise import Checkpoint, Interrupted, Snapshots
+from brushwork.optimise import Checkpoint, Interrupted, Snapshots, optimise_scale
 from brushwork.vgg import Features
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -313,3 +313,18 @@ def test_bad_style_masks_are_refused_before_any_work(examples, tmp_path, capsys,
     err = capsys.readouterr().err
     assert code == 2 and match in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_scale_that_ends_blown_up_returns_the_best_image_it_saw():
+    """L-BFGS steps without a line search: on a loss that is flat far from its minimum
+    (sqrt(1 + u^2)) the third step overshoots to the edge of the box and stays there. The
+    scale must hand on the best image it evaluated, not the blown-up last one."""
+    def loss(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        u = 40 * (x - 0.5)
+        return {"total": torch.sqrt(1 + u * u).mean()}
+
+    seen: list[float] = []
+    out = optimise_scale(torch.full((1, 3, 4, 4), 0.7), loss, 5, "lbfgs", None,
+                         lambda it, losses, x: seen.append(losses["total"]))
+    assert seen[-1] > 2 * min(seen)  # the run did blow up
+    assert float(loss(out)["total"]) == pytest.approx(min(seen))

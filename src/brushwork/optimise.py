@@ -217,10 +217,16 @@ def make_optimizer(name: str, params: list[torch.Tensor], lr: float | None,
 
 def optimise_scale(image: torch.Tensor, loss_fn: LossFn, iterations: int, optimizer: str,
                    lr: float | None, on_step: OnStep, start: int = 0) -> torch.Tensor:
-    """Minimise ``loss_fn(image)['total']`` over the pixels, from step ``start + 1``."""
+    """Minimise ``loss_fn(image)['total']`` over the pixels, from step ``start + 1``.
+
+    L-BFGS takes its steps without a line search, and now and then one blows the loss up; a
+    scale that ends worse than the best image it saw returns that image, so that a blown-up
+    one never reaches the next scale or the output.
+    """
     x = image.detach().clone().requires_grad_(True)
     opt = make_optimizer(optimizer, [x], lr, x.numel() // 3)
     last: dict[str, torch.Tensor] = {}
+    best: dict = {"loss": math.inf, "image": None}
 
     def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
@@ -228,6 +234,9 @@ def optimise_scale(image: torch.Tensor, loss_fn: LossFn, iterations: int, optimi
         terms["total"].backward()
         last.clear()
         last.update(terms)
+        total = float(terms["total"].detach())
+        if total < best["loss"]:  # the loss of x as it was, before this step moves it
+            best.update(loss=total, image=x.detach().clone())
         return terms["total"]
 
     for it in range(start + 1, iterations + 1):
@@ -239,6 +248,8 @@ def optimise_scale(image: torch.Tensor, loss_fn: LossFn, iterations: int, optimi
             raise BrushworkError("the loss became NaN or infinite; lower the weights or the "
                                  "learning rate, or use --precision float32")
         on_step(it, losses, x.detach())
+    if last and float(last["total"].detach()) > best["loss"]:
+        return best["image"]
     return x.detach()
 
 
