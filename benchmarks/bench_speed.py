@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -40,6 +42,22 @@ class Run(NamedTuple):
     cpu: float
     rss: float
     cuda: float
+
+
+def cpu_kind() -> str:
+    """The CPU model, cores and native bf16 flags (``lscpu | grep -o 'amx_bf16|avx512_bf16'``;
+    none = AVX2 only, where bf16 is emulated and brushwork runs float32); every benchmark
+    prints it with its figures."""
+    try:
+        flags = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return "unknown (no lscpu)"
+    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines()
+                  if line.startswith("Model name")), platform.processor() or "?")
+    bf16 = sorted(set(re.findall(r"amx_bf16|avx512_bf16", flags)))
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    kind = " ".join(bf16) if bf16 else f"none ({simd} only: --precision auto is float32)"
+    return f"{model}, {os.cpu_count()} cores, native bf16 flags: {kind}"
 
 
 def measure(module: str, args: list[str]) -> Run:

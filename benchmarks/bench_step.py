@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_speed import measure  # noqa: E402
+from bench_speed import cpu_kind, measure  # noqa: E402
 
 from brushwork import io  # noqa: E402
 from brushwork.artistic import StyleOptions, feature_network, stylize_tensor  # noqa: E402
@@ -36,18 +35,6 @@ from brushwork.runtime import autocast, pick_device, resolve_precision  # noqa: 
 
 CONTENT = io.EXAMPLES / "tubingen.jpg"
 STYLE = io.EXAMPLES / "starry_night.jpg"
-
-
-def cpu_flags() -> str:
-    """The native bf16 flags of this CPU (AMX, AVX-512-BF16), or what it lacks."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown CPU"
-    flags = sorted({f for f in ("amx_bf16", "avx512_bf16") if f in text})
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                 if line.startswith("Model name")), "CPU")
-    return f"{name}, {' '.join(flags) if flags else 'no native bf16 (AVX2)'}"
 
 
 def network_pass(options: StyleOptions, height: int, width: int, reps: int) -> float:
@@ -92,7 +79,7 @@ def main() -> int:
     a = p.parse_args()
     options = StyleOptions(precision=a.precision, device=a.device, tile=0).check()
     device = pick_device(a.device)
-    print(f"{cpu_flags()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    print(f"{cpu_kind()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{device}, {resolve_precision(a.precision, device)}")
     print(f"{'size':>10s} {'network s':>10s} {'step s':>8s} {'ratio':>6s}")
     for i, size in enumerate(a.sizes):

@@ -16,7 +16,7 @@ frames, and the CPU kind (AMX / AVX-512 bf16 flags; none listed: an AVX2-only CP
 from __future__ import annotations
 
 import argparse
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,17 +25,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_speed import cpu_kind  # noqa: E402
+
 from brushwork import EXAMPLES, stylize_video
 from brushwork.artistic_video import FRAME_ITERATIONS, TEMPORAL_WEIGHT
 from brushwork.quality import feature_distances
 from brushwork.video import pan_clip, read_frames
-
-
-def cpu_kind() -> str:
-    """The bf16 matrix flags lscpu lists (empty: AVX2 only, as on this project's AMD hosts)."""
-    flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    found = sorted({f for f in ("amx_bf16", "avx512_bf16") if f in flags})
-    return " ".join(found) or "no amx_bf16/avx512_bf16 (AVX2 only)"
 
 
 def style_distance(video: Path, clip: Path, style: Path) -> float:

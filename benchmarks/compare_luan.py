@@ -51,9 +51,7 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +60,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_speed import measure  # noqa: E402
+from bench_speed import cpu_kind, measure  # noqa: E402
 
 from brushwork.quality import score  # noqa: E402
 
@@ -74,21 +72,6 @@ SYSTEMS = ("input", "paper", "brushwork")
 # weight and smoothing strength on 2, 5, 8, 9, 14, 18 and 36); the others are kept aside to
 # check them.
 TUNED = (1, 2, 4, 5, 7, 8, 9, 11, 14, 18, 20, 25, 36, 55)
-
-
-def cpu_kind() -> str:
-    """The CPU model, cores and native bf16 flags (``lscpu | grep -o 'amx_bf16|avx512_bf16'``;
-    none = AVX2 only, where bf16 is emulated and brushwork runs float32)."""
-    try:
-        flags = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return "unknown (no lscpu)"
-    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines()
-                  if line.startswith("Model name")), platform.processor() or "?")
-    bf16 = sorted(set(re.findall(r"amx_bf16|avx512_bf16", flags)))
-    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    kind = " ".join(bf16) if bf16 else f"none ({simd} only: --precision auto is float32)"
-    return f"{model}, {os.cpu_count()} cores, native bf16 flags: {kind}"
 
 
 def followed(path: Path, root: Path) -> Path:
